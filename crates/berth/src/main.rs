@@ -1,1 +1,104 @@
-fn main() {}
+//! `berth`: parses the command line, calls the engine, prints. The only
+//! crate that prints.
+
+mod cli;
+mod format;
+mod images;
+mod info;
+mod transfer;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+use berth_engine::{Engine, EngineError};
+use cli::{Cli, Command, ImageCommand};
+
+/// Exit codes as docker's CLI: 125 when the command line is wrong, 1 when
+/// the command failed.
+const EXIT_USAGE: u8 = 125;
+const EXIT_FAILURE: u8 = 1;
+
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+    #[error(transparent)]
+    Format(#[from] format::FormatError),
+    #[error("{0}")]
+    Usage(String),
+    #[error("{path}: {source}")]
+    Io { path: String, source: std::io::Error },
+    /// The command already printed its errors; only the exit code is left.
+    #[error("")]
+    Reported,
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => return usage_error(e),
+    };
+    init_logging(&cli.log_level);
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(CliError::Reported) => ExitCode::from(EXIT_FAILURE),
+        Err(e) => {
+            eprintln!("Error: {e}");
+            ExitCode::from(match e {
+                CliError::Usage(_) => EXIT_USAGE,
+                _ => EXIT_FAILURE,
+            })
+        }
+    }
+}
+
+/// clap's message, cut to the one line that names the problem.
+fn usage_error(e: clap::Error) -> ExitCode {
+    use clap::error::ErrorKind;
+    if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) {
+        let _ = e.print();
+        return ExitCode::SUCCESS;
+    }
+    if e.kind() == ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand {
+        let _ = e.print();
+        return ExitCode::from(EXIT_USAGE);
+    }
+    let text = e.render().to_string();
+    let first = text.lines().next().unwrap_or("invalid arguments");
+    let first = first.strip_prefix("error: ").unwrap_or(first);
+    eprintln!("berth: {first} (see 'berth --help')");
+    ExitCode::from(EXIT_USAGE)
+}
+
+fn init_logging(level: &str) {
+    let level = if level == "fatal" { "error" } else { level };
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::new(format!("berth={level},berth_engine={level},berth_image={level},berth_storage={level}")))
+        .with_writer(std::io::stderr)
+        .without_time()
+        .with_target(false)
+        .init();
+}
+
+fn run(cli: Cli) -> Result<(), CliError> {
+    if let Command::Version = cli.command {
+        println!("berth version {}", env!("CARGO_PKG_VERSION"));
+        return Ok(());
+    }
+    let mut engine = Engine::open(&cli.root)?;
+    match cli.command {
+        Command::Images(a) | Command::Image(ImageCommand::Ls(a)) => images::list(&engine, &a),
+        Command::Image(ImageCommand::Inspect(a)) => images::inspect(&engine, &a.images, a.format.as_deref()),
+        Command::Inspect(a) => images::inspect(&engine, &a.names, a.format.as_deref()),
+        Command::History(a) | Command::Image(ImageCommand::History(a)) => images::history(&engine, &a),
+        Command::Tag(a) | Command::Image(ImageCommand::Tag(a)) => Ok(engine.tag(&a.source, &a.target)?),
+        Command::Rmi(a) | Command::Image(ImageCommand::Rm(a)) => images::remove(&mut engine, &a),
+        Command::Image(ImageCommand::Prune(a)) => images::prune(&mut engine, &a),
+        Command::Import(a) | Command::Image(ImageCommand::Import(a)) => transfer::import(&mut engine, &a),
+        Command::Load(a) | Command::Image(ImageCommand::Load(a)) => transfer::load(&mut engine, &a),
+        Command::Save(a) | Command::Image(ImageCommand::Save(a)) => transfer::save(&engine, &a),
+        Command::Info(a) => info::info(&engine, a.format.as_deref()),
+        Command::Version => unreachable!("handled before the store is opened"),
+    }
+}

@@ -1,1 +1,79 @@
+//! The operations berth's front ends share: one [`Engine`] over a store
+//! root, holding the metadata database, the blob store and the layer
+//! store.
+//!
+//! Daemonless: each command opens the engine itself. Commands that change
+//! the store take the store lock ([`lock::StoreLock`]); readers never
+//! wait for it, since SQLite's WAL gives them a consistent snapshot.
 
+mod archive;
+mod changes;
+mod db;
+mod error;
+mod filters;
+mod images;
+mod import;
+mod info;
+mod inspect;
+mod lock;
+mod register;
+
+pub use archive::Loaded;
+pub use error::{EngineError, ErrorKind};
+pub use filters::ImageFilter;
+pub use images::{HistoryRow, ImageDetails, ImageSummary, PruneReport, Removed};
+pub use import::ImportOptions;
+pub use info::{CgroupLayout, Info};
+
+pub use berth_image::archive::ArchiveFormat;
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use berth_image::BlobStore;
+use berth_storage::LayerStore;
+
+/// The default store root, as docker's `/var/lib/docker`.
+pub const DEFAULT_ROOT: &str = "/var/lib/berth";
+
+pub struct Engine {
+    root: PathBuf,
+    db: db::Db,
+    blobs: BlobStore,
+    layers: LayerStore,
+    scratch: PathBuf,
+}
+
+impl Engine {
+    /// Opens (creating on first use) the store at `root`.
+    pub fn open(root: &Path) -> Result<Self, EngineError> {
+        fs::create_dir_all(root).map_err(|source| EngineError::Io {
+            path: root.to_path_buf(),
+            source,
+        })?;
+        let root = fs::canonicalize(root).map_err(|source| EngineError::Io {
+            path: root.to_path_buf(),
+            source,
+        })?;
+        let scratch = root.join("tmp");
+        let blobs = BlobStore::open(root.join("blobs/sha256"), scratch.clone())?;
+        let layers = LayerStore::open(root.join("layers"), scratch.clone())?;
+        let db = db::Db::open(&root.join("berth.db"))?;
+        Ok(Engine {
+            root,
+            db,
+            blobs,
+            layers,
+            scratch,
+        })
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// Takes the store lock, for a change to the store; see [`lock`].
+    fn lock(&self) -> Result<lock::StoreLock, EngineError> {
+        lock::StoreLock::acquire(&self.root, &self.scratch)
+    }
+}

@@ -1,0 +1,286 @@
+//! The metadata database: images, their tags and layers, in SQLite (WAL).
+//!
+//! Layer reference counts are not stored but counted (`image_layers`
+//! rows per layer), so they can never drift from the truth.
+
+use std::path::Path;
+use std::time::Duration;
+
+use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
+
+use berth_image::Digest;
+
+use crate::EngineError;
+
+const SCHEMA_VERSION: i64 = 1;
+
+const SCHEMA: &str = "
+CREATE TABLE images (
+    id          TEXT PRIMARY KEY,       -- sha256 of the config: the image ID
+    manifest    TEXT NOT NULL,          -- digest of its manifest blob
+    created     TEXT,                   -- from the config, RFC 3339
+    size        INTEGER NOT NULL,       -- bytes of its unpacked layers
+    added       TEXT NOT NULL           -- when this store got it
+);
+CREATE TABLE layers (
+    chain_id    TEXT PRIMARY KEY,
+    diff_id     TEXT NOT NULL,
+    size        INTEGER NOT NULL
+);
+CREATE TABLE image_layers (
+    image_id    TEXT NOT NULL REFERENCES images(id) ON DELETE CASCADE,
+    position    INTEGER NOT NULL,       -- 0 is the bottom layer
+    chain_id    TEXT NOT NULL REFERENCES layers(chain_id),
+    PRIMARY KEY (image_id, position)
+);
+CREATE INDEX image_layers_chain ON image_layers(chain_id);
+CREATE TABLE image_blobs (              -- manifest, config and layer blobs
+    image_id    TEXT NOT NULL REFERENCES images(id) ON DELETE CASCADE,
+    digest      TEXT NOT NULL,
+    PRIMARY KEY (image_id, digest)
+);
+CREATE INDEX image_blobs_digest ON image_blobs(digest);
+CREATE TABLE tags (
+    name        TEXT PRIMARY KEY,       -- normalised name:tag
+    image_id    TEXT NOT NULL REFERENCES images(id) ON DELETE CASCADE,
+    tagged_at   TEXT NOT NULL
+);
+CREATE INDEX tags_image ON tags(image_id);
+";
+
+pub struct Db {
+    conn: Connection,
+}
+
+/// An image row.
+#[derive(Debug, Clone)]
+pub struct ImageRow {
+    pub id: Digest,
+    pub manifest: Digest,
+    pub created: Option<String>,
+    pub size: u64,
+}
+
+/// What registering an image writes.
+pub struct NewImage<'a> {
+    pub id: &'a Digest,
+    pub manifest: &'a Digest,
+    pub created: Option<&'a str>,
+    /// (chain ID, diff ID, size), bottom first.
+    pub layers: &'a [(Digest, Digest, u64)],
+    pub blobs: &'a [Digest],
+    pub names: &'a [String],
+    pub now: &'a str,
+}
+
+fn digest(s: String) -> rusqlite::Result<Digest> {
+    Digest::parse(&s).map_err(|e| rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, Box::new(e)))
+}
+
+impl Db {
+    pub fn open(path: &Path) -> Result<Self, EngineError> {
+        let mut conn = Connection::open(path)?;
+        // Concurrent commands wait for each other rather than fail.
+        conn.busy_timeout(Duration::from_secs(60))?;
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "synchronous", "NORMAL")?;
+        conn.pragma_update(None, "foreign_keys", "ON")?;
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let version: i64 = tx.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+        if version == 0 {
+            tx.execute_batch(SCHEMA)?;
+            tx.pragma_update(None, "user_version", SCHEMA_VERSION)?;
+        }
+        tx.commit()?;
+        Ok(Db { conn })
+    }
+
+    pub fn layer_size(&self, chain: &Digest) -> Result<Option<u64>, EngineError> {
+        Ok(self
+            .conn
+            .query_row("SELECT size FROM layers WHERE chain_id = ?1", [chain.to_string()], |r| r.get(0))
+            .optional()?)
+    }
+
+    /// Records an image, its layers, blobs and names in one transaction:
+    /// the image is visible all at once or not at all. Names move from
+    /// whatever image had them, as `docker tag` does.
+    pub fn insert_image(&mut self, img: &NewImage<'_>) -> Result<(), EngineError> {
+        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let size: u64 = img.layers.iter().map(|l| l.2).sum();
+        tx.execute(
+            "INSERT OR IGNORE INTO images (id, manifest, created, size, added) VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![img.id.to_string(), img.manifest.to_string(), img.created, size, img.now],
+        )?;
+        for (pos, (chain, diff, size)) in img.layers.iter().enumerate() {
+            tx.execute(
+                "INSERT OR IGNORE INTO layers (chain_id, diff_id, size) VALUES (?1, ?2, ?3)",
+                params![chain.to_string(), diff.to_string(), size],
+            )?;
+            tx.execute(
+                "INSERT OR IGNORE INTO image_layers (image_id, position, chain_id) VALUES (?1, ?2, ?3)",
+                params![img.id.to_string(), pos, chain.to_string()],
+            )?;
+        }
+        for blob in img.blobs {
+            tx.execute(
+                "INSERT OR IGNORE INTO image_blobs (image_id, digest) VALUES (?1, ?2)",
+                params![img.id.to_string(), blob.to_string()],
+            )?;
+        }
+        for name in img.names {
+            set_tag(&tx, name, img.id, img.now)?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    pub fn tag(&mut self, name: &str, id: &Digest, now: &str) -> Result<(), EngineError> {
+        set_tag(&self.conn, name, id, now)
+    }
+
+    /// Removes a tag; true if it existed.
+    pub fn untag(&mut self, name: &str) -> Result<bool, EngineError> {
+        Ok(self.conn.execute("DELETE FROM tags WHERE name = ?1", [name])? > 0)
+    }
+
+    pub fn image(&self, id: &Digest) -> Result<Option<ImageRow>, EngineError> {
+        Ok(self
+            .conn
+            .query_row(
+                "SELECT id, manifest, created, size FROM images WHERE id = ?1",
+                [id.to_string()],
+                image_row,
+            )
+            .optional()?)
+    }
+
+    pub fn images(&self) -> Result<Vec<ImageRow>, EngineError> {
+        let mut stmt = self.conn.prepare("SELECT id, manifest, created, size FROM images ORDER BY created DESC, added DESC")?;
+        let rows = stmt.query_map([], image_row)?.collect::<Result<_, _>>()?;
+        Ok(rows)
+    }
+
+    pub fn image_by_tag(&self, name: &str) -> Result<Option<Digest>, EngineError> {
+        Ok(self
+            .conn
+            .query_row("SELECT image_id FROM tags WHERE name = ?1", [name], |r| digest(r.get(0)?))
+            .optional()?)
+    }
+
+    pub fn image_by_manifest(&self, manifest: &Digest) -> Result<Option<Digest>, EngineError> {
+        Ok(self
+            .conn
+            .query_row("SELECT id FROM images WHERE manifest = ?1", [manifest.to_string()], |r| digest(r.get(0)?))
+            .optional()?)
+    }
+
+    /// Images whose ID starts with `hex`.
+    pub fn images_by_prefix(&self, hex: &str) -> Result<Vec<Digest>, EngineError> {
+        let mut stmt = self.conn.prepare("SELECT id FROM images WHERE id LIKE ?1")?;
+        let rows = stmt
+            .query_map([format!("sha256:{hex}%")], |r| digest(r.get(0)?))?
+            .collect::<Result<_, _>>()?;
+        Ok(rows)
+    }
+
+    /// (name, tagged_at) of an image's tags, by name.
+    pub fn tags_of(&self, id: &Digest) -> Result<Vec<(String, String)>, EngineError> {
+        let mut stmt = self.conn.prepare("SELECT name, tagged_at FROM tags WHERE image_id = ?1 ORDER BY name")?;
+        let rows = stmt
+            .query_map([id.to_string()], |r| Ok((r.get(0)?, r.get(1)?)))?
+            .collect::<Result<_, _>>()?;
+        Ok(rows)
+    }
+
+    /// (chain ID, diff ID, size) of an image's layers, bottom first.
+    pub fn layers_of(&self, id: &Digest) -> Result<Vec<(Digest, Digest, u64)>, EngineError> {
+        let mut stmt = self.conn.prepare(
+            "SELECT l.chain_id, l.diff_id, l.size FROM image_layers il JOIN layers l ON l.chain_id = il.chain_id
+             WHERE il.image_id = ?1 ORDER BY il.position",
+        )?;
+        let rows = stmt
+            .query_map([id.to_string()], |r| Ok((digest(r.get(0)?)?, digest(r.get(1)?)?, r.get(2)?)))?
+            .collect::<Result<_, _>>()?;
+        Ok(rows)
+    }
+
+    /// Deletes an image and everything only it used, in one transaction.
+    /// Returns the layers (chain ID, size) and blobs no image uses any more,
+    /// for the caller to remove from disk after the commit.
+    pub fn delete_image(&mut self, id: &Digest) -> Result<(Vec<(Digest, u64)>, Vec<Digest>), EngineError> {
+        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let layers: Vec<String> = {
+            let mut stmt = tx.prepare("SELECT chain_id FROM image_layers WHERE image_id = ?1")?;
+            let rows = stmt.query_map([id.to_string()], |r| r.get(0))?.collect::<Result<_, _>>()?;
+            rows
+        };
+        let blobs: Vec<String> = {
+            let mut stmt = tx.prepare("SELECT digest FROM image_blobs WHERE image_id = ?1")?;
+            let rows = stmt.query_map([id.to_string()], |r| r.get(0))?.collect::<Result<_, _>>()?;
+            rows
+        };
+        tx.execute("DELETE FROM images WHERE id = ?1", [id.to_string()])?;
+        let mut freed_layers = Vec::new();
+        for chain in layers {
+            let refs: i64 = tx.query_row("SELECT count(*) FROM image_layers WHERE chain_id = ?1", [&chain], |r| r.get(0))?;
+            if refs == 0 {
+                let size: u64 = tx.query_row("SELECT size FROM layers WHERE chain_id = ?1", [&chain], |r| r.get(0))?;
+                tx.execute("DELETE FROM layers WHERE chain_id = ?1", [&chain])?;
+                freed_layers.push((digest(chain)?, size));
+            }
+        }
+        let mut freed_blobs = Vec::new();
+        for blob in blobs {
+            let refs: i64 = tx.query_row("SELECT count(*) FROM image_blobs WHERE digest = ?1", [&blob], |r| r.get(0))?;
+            if refs == 0 {
+                freed_blobs.push(digest(blob)?);
+            }
+        }
+        tx.commit()?;
+        Ok((freed_layers, freed_blobs))
+    }
+
+    pub fn blob_in_use(&self, d: &Digest) -> Result<bool, EngineError> {
+        let n: i64 = self
+            .conn
+            .query_row("SELECT count(*) FROM image_blobs WHERE digest = ?1", [d.to_string()], |r| r.get(0))?;
+        Ok(n > 0)
+    }
+
+    pub fn layer_in_use(&self, chain_hex: &str) -> Result<bool, EngineError> {
+        let n: i64 = self.conn.query_row(
+            "SELECT count(*) FROM layers WHERE chain_id = ?1",
+            [format!("sha256:{chain_hex}")],
+            |r| r.get(0),
+        )?;
+        Ok(n > 0)
+    }
+
+    /// (image count, layer count, layer bytes).
+    pub fn totals(&self) -> Result<(u64, u64, u64), EngineError> {
+        let images: u64 = self.conn.query_row("SELECT count(*) FROM images", [], |r| r.get(0))?;
+        let (layers, bytes): (u64, u64) =
+            self.conn
+                .query_row("SELECT count(*), coalesce(sum(size), 0) FROM layers", [], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        Ok((images, layers, bytes))
+    }
+}
+
+fn set_tag(conn: &Connection, name: &str, id: &Digest, now: &str) -> Result<(), EngineError> {
+    conn.execute(
+        "INSERT INTO tags (name, image_id, tagged_at) VALUES (?1, ?2, ?3)
+         ON CONFLICT(name) DO UPDATE SET image_id = excluded.image_id, tagged_at = excluded.tagged_at",
+        params![name, id.to_string(), now],
+    )?;
+    Ok(())
+}
+
+fn image_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ImageRow> {
+    Ok(ImageRow {
+        id: digest(r.get(0)?)?,
+        manifest: digest(r.get(1)?)?,
+        created: r.get(2)?,
+        size: r.get(3)?,
+    })
+}

@@ -1,0 +1,93 @@
+use std::io;
+use std::path::PathBuf;
+
+use berth_image::apply::ApplyError;
+use berth_image::archive::ArchiveError;
+use berth_image::blobstore::BlobError;
+use berth_image::compression::CompressionError;
+use berth_image::config::ConfigError;
+use berth_image::manifest::ManifestError;
+use berth_image::reference::RefError;
+use berth_image::Digest;
+use berth_storage::LayerError;
+
+/// What sort of failure an error is; the CLI maps it to an exit code and
+/// the API service (later) to an HTTP status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorKind {
+    NotFound,
+    Conflict,
+    InvalidInput,
+    Unavailable,
+    Internal,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error("No such image: {0}")]
+    ImageNotFound(String),
+    #[error("image ID prefix {prefix:?} is ambiguous: it matches {count} images")]
+    AmbiguousId { prefix: String, count: usize },
+    #[error("conflict: unable to delete {id} (must be forced) - image is referenced in multiple repositories")]
+    ReferencedInManyRepos { id: String },
+    #[error("refusing to create a tag with a digest reference: {0}")]
+    TagWithDigest(String),
+    #[error("invalid --change {change:?}: {reason}")]
+    Change { change: String, reason: String },
+    #[error("invalid filter {filter:?}: {reason}")]
+    Filter { filter: String, reason: String },
+    #[error("layer {index} ({digest}) of image {image}: {source}")]
+    Apply {
+        image: Digest,
+        index: usize,
+        digest: Digest,
+        source: ApplyError,
+    },
+    #[error("layer {index} ({digest}) of image {image}: {source}")]
+    LayerCompression {
+        image: Digest,
+        index: usize,
+        digest: Digest,
+        source: CompressionError,
+    },
+    #[error("layer {index} of image {image} uncompresses to {actual}, but the image config says {expected}")]
+    DiffIdMismatch {
+        image: Digest,
+        index: usize,
+        expected: Digest,
+        actual: Digest,
+    },
+    #[error(transparent)]
+    Reference(#[from] RefError),
+    #[error(transparent)]
+    Blob(#[from] BlobError),
+    #[error(transparent)]
+    Archive(#[from] ArchiveError),
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Manifest(#[from] ManifestError),
+    #[error(transparent)]
+    Layer(#[from] LayerError),
+    #[error("metadata database: {0}")]
+    Db(#[from] rusqlite::Error),
+    #[error("{path}: {source}")]
+    Io { path: PathBuf, source: io::Error },
+}
+
+impl EngineError {
+    pub fn kind(&self) -> ErrorKind {
+        use EngineError::*;
+        match self {
+            ImageNotFound(_) => ErrorKind::NotFound,
+            Blob(BlobError::NotFound { .. }) => ErrorKind::NotFound,
+            AmbiguousId { .. } | ReferencedInManyRepos { .. } => ErrorKind::Conflict,
+            TagWithDigest(_) | Change { .. } | Filter { .. } | Reference(_) => ErrorKind::InvalidInput,
+            Apply { .. } | LayerCompression { .. } | DiffIdMismatch { .. } | Archive(_) | Config(_) | Manifest(_) => {
+                ErrorKind::InvalidInput
+            }
+            Blob(BlobError::DigestMismatch { .. } | BlobError::SizeMismatch { .. }) => ErrorKind::InvalidInput,
+            Blob(_) | Layer(_) | Db(_) | Io { .. } => ErrorKind::Internal,
+        }
+    }
+}

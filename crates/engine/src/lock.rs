@@ -1,0 +1,51 @@
+//! The store lock: one writer at a time.
+//!
+//! An exclusive `flock` on `<root>/lock`. The kernel drops it when its
+//! holder dies, SIGKILL included, so a crashed command never leaves a lock
+//! that blocks the next one. Because every writer holds it, whatever is in
+//! the scratch directory when it is taken was left by a dead writer and is
+//! swept away.
+
+use std::fs::{self, File, OpenOptions};
+use std::path::Path;
+
+use rustix::fs::{flock, FlockOperation};
+
+use crate::EngineError;
+
+pub struct StoreLock {
+    _file: File,
+}
+
+impl StoreLock {
+    pub fn acquire(root: &Path, scratch: &Path) -> Result<Self, EngineError> {
+        let path = root.join("lock");
+        let io_err = |source| EngineError::Io {
+            path: path.clone(),
+            source,
+        };
+        let file = OpenOptions::new().create(true).truncate(false).write(true).open(&path).map_err(io_err)?;
+        if flock(&file, FlockOperation::NonBlockingLockExclusive).is_err() {
+            tracing::info!("waiting for another berth command to release the store lock");
+            flock(&file, FlockOperation::LockExclusive).map_err(|e| io_err(e.into()))?;
+        }
+        sweep(scratch);
+        Ok(StoreLock { _file: file })
+    }
+}
+
+/// Removes what dead writers left in the scratch directory.
+fn sweep(scratch: &Path) {
+    let Ok(entries) = fs::read_dir(scratch) else { return };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        let removed = match entry.file_type() {
+            Ok(t) if t.is_dir() => fs::remove_dir_all(&path),
+            _ => fs::remove_file(&path),
+        };
+        match removed {
+            Ok(()) => tracing::debug!(path = %path.display(), "removed leftover of an interrupted command"),
+            Err(e) => tracing::warn!(path = %path.display(), error = %e, "cannot remove leftover scratch file"),
+        }
+    }
+}

@@ -1,0 +1,149 @@
+//! Making an image whose blobs are in the blob store visible: unpack each
+//! layer not already present (checking its diff ID), then record it all in
+//! one database transaction. Load, import and (later) pull end here.
+
+use std::io::BufReader;
+
+use berth_image::apply;
+use berth_image::archive::LayerBlob;
+use berth_image::compression::{self, Compression};
+use berth_image::config::{ConfigError, ImageConfig};
+use berth_image::digest::HashingReader;
+use berth_image::manifest::{Descriptor, Manifest, OCI_CONFIG};
+use berth_image::Digest;
+
+use crate::db::NewImage;
+use crate::lock::StoreLock;
+use crate::{Engine, EngineError};
+
+pub(crate) fn now() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Nanos, true)
+}
+
+impl Engine {
+    /// Registers the image whose config is `config` and whose layer blobs
+    /// are `layers` (bottom first), under `names`. `manifest` is the
+    /// image's own manifest blob when it came with one; otherwise an OCI
+    /// manifest is written for it. The caller holds the store lock.
+    pub(crate) fn register_locked(
+        &mut self,
+        _lock: &StoreLock,
+        manifest: Option<&Digest>,
+        config: &Digest,
+        layers: &[LayerBlob],
+        names: &[String],
+    ) -> Result<Digest, EngineError> {
+        let config_bytes = self.blobs.read(config)?;
+        let image = ImageConfig::parse(&config_bytes, config)?;
+        if image.rootfs.diff_ids.len() != layers.len() {
+            return Err(ConfigError::LayerCount {
+                digest: config.clone(),
+                diff_ids: image.rootfs.diff_ids.len(),
+                layers: layers.len(),
+            }
+            .into());
+        }
+        let mut rows = Vec::with_capacity(layers.len());
+        for (index, ((blob, diff_id), chain)) in
+            layers.iter().zip(&image.rootfs.diff_ids).zip(image.chain_ids()).enumerate()
+        {
+            let size = match self.db.layer_size(&chain)? {
+                Some(size) if self.layers.exists(chain.hex()) => size,
+                _ => self.unpack_layer(config, index, blob, diff_id, &chain)?,
+            };
+            rows.push((chain, diff_id.clone(), size));
+        }
+        let manifest = match manifest {
+            Some(m) => m.clone(),
+            None => self.write_manifest(config, config_bytes.len() as u64, layers)?,
+        };
+        let mut blobs = vec![manifest.clone(), config.clone()];
+        blobs.extend(layers.iter().map(|l| l.digest.clone()));
+        self.db.insert_image(&NewImage {
+            id: config,
+            manifest: &manifest,
+            created: image.created.as_deref(),
+            layers: &rows,
+            blobs: &blobs,
+            names,
+            now: &now(),
+        })?;
+        Ok(config.clone())
+    }
+
+    /// Unpacks one layer blob into a staged directory, checks that the
+    /// uncompressed stream hashes to the config's diff ID, and commits it.
+    fn unpack_layer(
+        &self,
+        image: &Digest,
+        index: usize,
+        blob: &LayerBlob,
+        diff_id: &Digest,
+        chain: &Digest,
+    ) -> Result<u64, EngineError> {
+        let staged = self.layers.stage()?;
+        let file = self.blobs.open_blob(&blob.digest)?;
+        let stream = compression::decompress(file).map_err(|source| EngineError::LayerCompression {
+            image: image.clone(),
+            index,
+            digest: blob.digest.clone(),
+            source,
+        })?;
+        let apply_err = |source| EngineError::Apply {
+            image: image.clone(),
+            index,
+            digest: blob.digest.clone(),
+            source,
+        };
+        let mut hashing = HashingReader::new(stream);
+        let applied = apply::apply(&mut hashing, &staged.diff()).map_err(apply_err)?;
+        let (actual, _) = hashing
+            .finish()
+            .map_err(|source| apply_err(apply::ApplyError::Corrupt { source }))?;
+        if actual != *diff_id {
+            return Err(EngineError::DiffIdMismatch {
+                image: image.clone(),
+                index,
+                expected: diff_id.clone(),
+                actual,
+            });
+        }
+        self.layers.commit(staged, chain.hex())?;
+        Ok(applied.size)
+    }
+
+    /// Writes an OCI manifest for an image that arrived without one.
+    fn write_manifest(&self, config: &Digest, config_size: u64, layers: &[LayerBlob]) -> Result<Digest, EngineError> {
+        let mut descs = Vec::with_capacity(layers.len());
+        for l in layers {
+            let mut r = BufReader::new(self.blobs.open_blob(&l.digest)?);
+            let media_type = Compression::detect(&mut r)
+                .map(Compression::oci_layer_media_type)
+                .unwrap_or(Compression::None.oci_layer_media_type());
+            descs.push(descriptor(media_type, l.digest.clone(), l.size));
+        }
+        let manifest = Manifest::oci(descriptor(OCI_CONFIG, config.clone(), config_size), descs);
+        Ok(self.blobs.put(&manifest.to_json(), None)?)
+    }
+
+    /// Removes blobs among `candidates` that no image uses (what a failed
+    /// or partial load brought in).
+    pub(crate) fn drop_unused_blobs(&self, candidates: &[Digest]) -> Result<(), EngineError> {
+        for d in candidates {
+            if !self.db.blob_in_use(d)? {
+                self.blobs.remove(d)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+fn descriptor(media_type: &str, digest: Digest, size: u64) -> Descriptor {
+    Descriptor {
+        media_type: media_type.into(),
+        digest,
+        size,
+        platform: None,
+        annotations: Default::default(),
+    }
+}
