@@ -50,6 +50,8 @@ pub enum EngineError {
         digest: Digest,
         source: CompressionError,
     },
+    #[error("layer {digest} is truncated or corrupt: {source}")]
+    LayerStream { digest: Digest, source: io::Error },
     #[error("layer {index} of image {image} uncompresses to {actual}, but the image config says {expected}")]
     DiffIdMismatch {
         image: Digest,
@@ -83,7 +85,7 @@ impl EngineError {
             Blob(BlobError::NotFound { .. }) => ErrorKind::NotFound,
             AmbiguousId { .. } | ReferencedInManyRepos { .. } => ErrorKind::Conflict,
             TagWithDigest(_) | Change { .. } | Filter { .. } | Reference(_) => ErrorKind::InvalidInput,
-            Apply { .. } | LayerCompression { .. } | DiffIdMismatch { .. } | Archive(_) | Config(_) | Manifest(_) => {
+            Apply { .. } | LayerCompression { .. } | LayerStream { .. } | DiffIdMismatch { .. } | Archive(_) | Config(_) | Manifest(_) => {
                 ErrorKind::InvalidInput
             }
             Blob(BlobError::DigestMismatch { .. } | BlobError::SizeMismatch { .. }) => ErrorKind::InvalidInput,

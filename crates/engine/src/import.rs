@@ -46,6 +46,11 @@ impl Engine {
             digest: stored.digest.clone(),
             size: stored.size,
         };
+        // Blobs this import added, to take back out if it fails.
+        let mut added = Vec::new();
+        if stored.new {
+            added.push(stored.digest.clone());
+        }
         let result = self.diff_id(&layer.digest).and_then(|diff_id| {
             let created = now();
             let config = ImageConfig {
@@ -66,11 +71,14 @@ impl Engine {
                 ..Default::default()
             };
             let bytes = serde_json::to_vec(&config).expect("a config always serialises");
-            let config_digest = self.blobs.put(&bytes, None)?;
-            self.register_locked(&lock, None, &config_digest, &[layer], &name.into_iter().collect::<Vec<_>>())
+            let config = self.blobs.put(&bytes, None)?;
+            if config.new {
+                added.push(config.digest.clone());
+            }
+            self.register_locked(&lock, None, &config.digest, &[layer], &name.into_iter().collect::<Vec<_>>())
         });
-        if result.is_err() && stored.new {
-            self.drop_unused_blobs(&[stored.digest])?;
+        if result.is_err() {
+            self.drop_unused_blobs(&added)?;
         }
         result
     }
@@ -85,8 +93,8 @@ impl Engine {
                 source,
             }
         })?;
-        let (d, _) = HashingReader::new(stream).finish().map_err(|source| EngineError::Io {
-            path: self.blobs.path(blob),
+        let (d, _) = HashingReader::new(stream).finish().map_err(|source| EngineError::LayerStream {
+            digest: blob.clone(),
             source,
         })?;
         Ok(d)

@@ -123,7 +123,7 @@ impl Engine {
             descs.push(descriptor(media_type, l.digest.clone(), l.size));
         }
         let manifest = Manifest::oci(descriptor(OCI_CONFIG, config.clone(), config_size), descs);
-        Ok(self.blobs.put(&manifest.to_json(), None)?)
+        Ok(self.blobs.put(&manifest.to_json(), None)?.digest)
     }
 
     /// Removes blobs among `candidates` that no image uses (what a failed

@@ -41,6 +41,8 @@ pub enum Hostile {
     ThroughSymlink,
     #[error("hard link target {0:?} is outside the layer")]
     LinkOutside(String),
+    #[error("hard link target {0:?} goes through a symlink or a non-directory")]
+    LinkThroughSymlink(String),
     #[error("hard link target {0:?} does not exist in this layer")]
     LinkTargetMissing(String),
     #[error("it would replace a symlink with a directory")]
@@ -261,7 +263,7 @@ impl Applier {
                 let (tparent, tname) = target.split().expect("checked non-empty");
                 let tparent_fd = walk(&self.root, tparent, false).map_err(|e| match e {
                     Errno::NOENT => refuse(Hostile::LinkTargetMissing(target_display.clone())),
-                    _ => refuse(Hostile::ThroughSymlink),
+                    _ => refuse(Hostile::LinkThroughSymlink(target_display.clone())),
                 })?;
                 remove_existing(&parent, name, &path)?;
                 rfs::linkat(&tparent_fd, tname, &parent, name, AtFlags::empty()).map_err(|e| match e {

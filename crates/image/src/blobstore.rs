@@ -86,10 +86,10 @@ impl BlobStore {
     }
 
     /// Stores `bytes`, checking them against `expected` when given.
-    pub fn put(&self, bytes: &[u8], expected: Option<&Digest>) -> Result<Digest, BlobError> {
+    pub fn put(&self, bytes: &[u8], expected: Option<&Digest>) -> Result<Stored, BlobError> {
         let mut w = self.writer()?;
         w.write_all(bytes).map_err(io_err(&self.scratch))?;
-        Ok(w.commit(expected)?.digest)
+        w.commit(expected)
     }
 
     /// Copies `r` into the store; returns the digest and size.
@@ -210,7 +210,7 @@ mod tests {
     #[test]
     fn put_then_read_back() {
         let (_d, s) = store();
-        let d = s.put(b"hello", None).unwrap();
+        let d = s.put(b"hello", None).unwrap().digest;
         assert_eq!(d, Digest::of(b"hello"));
         assert_eq!(s.read(&d).unwrap(), b"hello");
         assert_eq!(s.list().unwrap(), vec![d]);
