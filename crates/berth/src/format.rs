@@ -49,28 +49,46 @@ impl Format {
 
     /// Writes `rows` (docker's per-row field names) to stdout; `headers`
     /// names the column of each field for table output.
-    pub fn write_rows<T: Serialize>(&self, rows: &[T], headers: &[(&str, &str)]) -> Result<(), FormatError> {
+    pub fn write_rows<T: Serialize>(
+        &self,
+        rows: &[T],
+        headers: &[(&str, &str)],
+    ) -> Result<(), FormatError> {
         let stdout = io::stdout();
         let mut out = stdout.lock();
         match self {
             Format::Json => {
                 for row in rows {
-                    writeln!(out, "{}", serde_json::to_string(row).expect("rows serialise"))?;
+                    writeln!(
+                        out,
+                        "{}",
+                        serde_json::to_string(row).expect("rows serialise")
+                    )?;
                 }
             }
             Format::Raw(t) => {
                 for row in rows {
-                    writeln!(out, "{}", render(t, &serde_json::to_value(row).expect("rows serialise"))?)?;
+                    writeln!(
+                        out,
+                        "{}",
+                        render(t, &serde_json::to_value(row).expect("rows serialise"))?
+                    )?;
                 }
             }
             Format::Table(t) => {
                 // docker's table writer: minimum width 10, padding 3.
                 let mut tw = TabWriter::new(out).minwidth(10).padding(3);
-                let header: serde_json::Map<String, serde_json::Value> =
-                    headers.iter().map(|(k, v)| (k.to_string(), (*v).into())).collect();
+                let header: serde_json::Map<String, serde_json::Value> = headers
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), (*v).into()))
+                    .collect();
                 writeln!(tw, "{}", render(t, &serde_json::Value::Object(header))?)?;
                 for row in rows {
-                    writeln!(tw, "{}", render(t, &serde_json::to_value(row).expect("rows serialise"))?)?;
+                    writeln!(
+                        tw,
+                        "{}",
+                        render(t, &serde_json::to_value(row).expect("rows serialise"))?
+                    )?;
                 }
                 tw.flush()?;
             }
@@ -93,13 +111,15 @@ pub fn template(text: &str) -> Result<Template, FormatError> {
         ("pad", pad),
     ]);
     // docker lets "\t" in a --format stand for a tab.
-    t.parse(text.replace("\\t", "\t")).map_err(|e| FormatError::Parse(e.to_string()))?;
+    t.parse(text.replace("\\t", "\t"))
+        .map_err(|e| FormatError::Parse(e.to_string()))?;
     Ok(t)
 }
 
 /// Applies a template to one JSON value.
 pub fn render(t: &Template, value: &serde_json::Value) -> Result<String, FormatError> {
-    t.render(&Context::from(to_gtmpl(value))).map_err(|e| FormatError::Exec(e.to_string()))
+    t.render(&Context::from(to_gtmpl(value)))
+        .map_err(|e| FormatError::Exec(e.to_string()))
 }
 
 /// Writes `items` as `inspect` does: a pretty JSON array by default, else
@@ -110,9 +130,13 @@ pub fn write_inspect<T: Serialize>(items: &[T], format: Option<&str>) -> Result<
     match format {
         None | Some("") | Some("json") => {
             let mut buf = Vec::new();
-            let mut ser =
-                serde_json::Serializer::with_formatter(&mut buf, serde_json::ser::PrettyFormatter::with_indent(b"    "));
-            items.serialize(&mut ser).expect("inspect output serialises");
+            let mut ser = serde_json::Serializer::with_formatter(
+                &mut buf,
+                serde_json::ser::PrettyFormatter::with_indent(b"    "),
+            );
+            items
+                .serialize(&mut ser)
+                .expect("inspect output serialises");
             out.write_all(&buf)?;
             writeln!(out)?;
         }
@@ -145,7 +169,11 @@ fn to_gtmpl(v: &serde_json::Value) -> Value {
         },
         serde_json::Value::String(s) => Value::String(s.clone()),
         serde_json::Value::Array(a) => Value::Array(a.iter().map(to_gtmpl).collect()),
-        serde_json::Value::Object(m) => Value::Map(m.iter().map(|(k, v)| (k.clone(), to_gtmpl(v))).collect::<HashMap<_, _>>()),
+        serde_json::Value::Object(m) => Value::Map(
+            m.iter()
+                .map(|(k, v)| (k.clone(), to_gtmpl(v)))
+                .collect::<HashMap<_, _>>(),
+        ),
     }
 }
 
@@ -163,14 +191,16 @@ fn from_gtmpl(v: &Value) -> serde_json::Value {
         Value::Array(a) => a.iter().map(from_gtmpl).collect(),
         // Go's encoding/json sorts map keys; so does this.
         Value::Map(m) | Value::Object(m) => {
-            let sorted: std::collections::BTreeMap<_, _> = m.iter().map(|(k, v)| (k.clone(), from_gtmpl(v))).collect();
+            let sorted: std::collections::BTreeMap<_, _> =
+                m.iter().map(|(k, v)| (k.clone(), from_gtmpl(v))).collect();
             serde_json::to_value(sorted).expect("json map")
         }
     }
 }
 
 fn arg<'a>(args: &'a [Value], i: usize, name: &str) -> Result<&'a Value, FuncError> {
-    args.get(i).ok_or_else(|| FuncError::Generic(format!("{name}: missing argument {}", i + 1)))
+    args.get(i)
+        .ok_or_else(|| FuncError::Generic(format!("{name}: missing argument {}", i + 1)))
 }
 
 fn string_arg(args: &[Value], i: usize, name: &str) -> Result<String, FuncError> {
@@ -181,7 +211,9 @@ fn string_arg(args: &[Value], i: usize, name: &str) -> Result<String, FuncError>
 }
 
 fn json(args: &[Value]) -> Result<Value, FuncError> {
-    Ok(Value::String(serde_json::to_string(&from_gtmpl(arg(args, 0, "json")?)).expect("json")))
+    Ok(Value::String(
+        serde_json::to_string(&from_gtmpl(arg(args, 0, "json")?)).expect("json"),
+    ))
 }
 
 fn upper(args: &[Value]) -> Result<Value, FuncError> {
@@ -197,7 +229,11 @@ fn title(args: &[Value]) -> Result<Value, FuncError> {
     let mut out = String::with_capacity(s.len());
     let mut start = true;
     for c in s.chars() {
-        out.extend(if start { c.to_uppercase().collect::<Vec<_>>() } else { vec![c] });
+        out.extend(if start {
+            c.to_uppercase().collect::<Vec<_>>()
+        } else {
+            vec![c]
+        });
         start = !c.is_alphanumeric();
     }
     Ok(Value::String(out))
@@ -216,14 +252,20 @@ fn join(args: &[Value]) -> Result<Value, FuncError> {
                 .join(&sep),
         )),
         Value::Nil | Value::NoValue => Ok(Value::String(String::new())),
-        _ => Err(FuncError::Generic("join: first argument must be a list".into())),
+        _ => Err(FuncError::Generic(
+            "join: first argument must be a list".into(),
+        )),
     }
 }
 
 fn split(args: &[Value]) -> Result<Value, FuncError> {
     let s = string_arg(args, 0, "split")?;
     let sep = string_arg(args, 1, "split")?;
-    Ok(Value::Array(s.split(sep.as_str()).map(|p| Value::String(p.into())).collect()))
+    Ok(Value::Array(
+        s.split(sep.as_str())
+            .map(|p| Value::String(p.into()))
+            .collect(),
+    ))
 }
 
 fn truncate(args: &[Value]) -> Result<Value, FuncError> {
@@ -236,8 +278,17 @@ fn truncate(args: &[Value]) -> Result<Value, FuncError> {
 
 fn pad(args: &[Value]) -> Result<Value, FuncError> {
     let s = string_arg(args, 0, "pad")?;
-    let n = |i| string_arg(args, i, "pad").and_then(|v| v.parse::<usize>().map_err(|_| FuncError::Generic("pad: counts must be numbers".into())));
-    Ok(Value::String(format!("{}{s}{}", " ".repeat(n(1)?), " ".repeat(n(2)?))))
+    let n = |i| {
+        string_arg(args, i, "pad").and_then(|v| {
+            v.parse::<usize>()
+                .map_err(|_| FuncError::Generic("pad: counts must be numbers".into()))
+        })
+    };
+    Ok(Value::String(format!(
+        "{}{s}{}",
+        " ".repeat(n(1)?),
+        " ".repeat(n(2)?)
+    )))
 }
 
 /// Go's `%.{precision}g`: significant digits, trailing zeros dropped.
@@ -247,7 +298,11 @@ fn go_g(v: f64, precision: usize) -> String {
     }
     let exp = v.abs().log10().floor() as i32;
     let rounded: f64 = format!("{:.*e}", precision - 1, v).parse().unwrap_or(v);
-    let exp = if rounded.abs() >= 10f64.powi(exp + 1) { exp + 1 } else { exp };
+    let exp = if rounded.abs() >= 10f64.powi(exp + 1) {
+        exp + 1
+    } else {
+        exp
+    };
     if exp < -4 || exp >= precision as i32 {
         let mantissa = rounded / 10f64.powi(exp);
         let m = trim_zeros(format!("{:.*}", precision - 1, mantissa));
@@ -277,12 +332,22 @@ fn scaled(size: f64, base: f64, units: &[&str], precision: usize) -> String {
 
 /// docker's `HumanSizeWithPrecision`: decimal units ("1.99MB").
 pub fn human_size(bytes: u64, precision: usize) -> String {
-    scaled(bytes as f64, 1000.0, &["B", "kB", "MB", "GB", "TB", "PB", "EB"], precision)
+    scaled(
+        bytes as f64,
+        1000.0,
+        &["B", "kB", "MB", "GB", "TB", "PB", "EB"],
+        precision,
+    )
 }
 
 /// docker's `BytesSize`: binary units ("23.54GiB").
 pub fn binary_size(bytes: u64) -> String {
-    scaled(bytes as f64, 1024.0, &["B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB"], 4)
+    scaled(
+        bytes as f64,
+        1024.0,
+        &["B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB"],
+        4,
+    )
 }
 
 /// docker's `HumanDuration`.
@@ -315,7 +380,8 @@ pub fn since(t: Option<DateTime<Utc>>) -> String {
 
 /// docker's `CreatedAt`: "2026-11-27 18:35:25 +0000 UTC".
 pub fn created_at(t: Option<DateTime<Utc>>) -> String {
-    t.map(|t| t.format("%Y-%m-%d %H:%M:%S +0000 UTC").to_string()).unwrap_or_default()
+    t.map(|t| t.format("%Y-%m-%d %H:%M:%S +0000 UTC").to_string())
+        .unwrap_or_default()
 }
 
 #[cfg(test)]
@@ -348,9 +414,18 @@ mod tests {
     fn templates_with_docker_functions() {
         let v = serde_json::json!({"ID": "abc", "Tags": ["a", "b"], "Config": {"Cmd": ["sh"]}});
         assert_eq!(render(&template("{{.ID}}").unwrap(), &v).unwrap(), "abc");
-        assert_eq!(render(&template("{{join .Tags \",\"}}").unwrap(), &v).unwrap(), "a,b");
-        assert_eq!(render(&template("{{json .Config}}").unwrap(), &v).unwrap(), r#"{"Cmd":["sh"]}"#);
-        assert_eq!(render(&template("{{upper .ID}}").unwrap(), &v).unwrap(), "ABC");
+        assert_eq!(
+            render(&template("{{join .Tags \",\"}}").unwrap(), &v).unwrap(),
+            "a,b"
+        );
+        assert_eq!(
+            render(&template("{{json .Config}}").unwrap(), &v).unwrap(),
+            r#"{"Cmd":["sh"]}"#
+        );
+        assert_eq!(
+            render(&template("{{upper .ID}}").unwrap(), &v).unwrap(),
+            "ABC"
+        );
         assert!(template("{{.ID").is_err());
     }
 }

@@ -102,7 +102,11 @@ pub fn list(engine: &Engine, a: &ImagesArgs) -> Result<(), CliError> {
     } else {
         "table {{.Repository}}\t{{.Tag}}\t{{.ID}}\t{{.CreatedSince}}\t{{.Size}}"
     };
-    let spec = a.format.as_deref().filter(|f| !f.is_empty() && *f != "table").unwrap_or(default);
+    let spec = a
+        .format
+        .as_deref()
+        .filter(|f| !f.is_empty() && *f != "table")
+        .unwrap_or(default);
     let format = Format::parse(Some(spec), default.trim_start_matches("table "))?;
     format.write_rows(&rows, IMAGE_HEADERS)?;
     Ok(())
@@ -114,7 +118,11 @@ pub fn inspect(engine: &Engine, names: &[String], format: Option<&str>) -> Resul
     for name in names {
         match engine.inspect_image(name) {
             Ok(mut d) => {
-                d.repo_tags = d.repo_tags.iter().map(|t| familiar(t).to_string()).collect();
+                d.repo_tags = d
+                    .repo_tags
+                    .iter()
+                    .map(|t| familiar(t).to_string())
+                    .collect();
                 found.push(d);
             }
             Err(e) => {
@@ -161,7 +169,11 @@ pub fn history(engine: &Engine, a: &HistoryArgs) -> Result<(), CliError> {
     let rows = engine.history(&a.image)?;
     if a.quiet {
         for r in &rows {
-            println!("{}", r.id.as_ref().map_or("<missing>".into(), |d| id_text(d, a.no_trunc)));
+            println!(
+                "{}",
+                r.id.as_ref()
+                    .map_or("<missing>".into(), |d| id_text(d, a.no_trunc))
+            );
         }
         return Ok(());
     }
@@ -178,9 +190,20 @@ pub fn history(engine: &Engine, a: &HistoryArgs) -> Result<(), CliError> {
                 comment: r.comment.clone(),
                 created_at: r.created.map(|t| t.to_rfc3339()).unwrap_or_default(),
                 created_by,
-                created_since: if a.human { since(r.created) } else { r.created.map(|t| t.to_rfc3339()).unwrap_or_default() },
-                id: r.id.as_ref().map_or("<missing>".into(), |d| id_text(d, a.no_trunc)),
-                size: if a.human { human_size(r.size, 3) } else { r.size.to_string() },
+                created_since: if a.human {
+                    since(r.created)
+                } else {
+                    r.created.map(|t| t.to_rfc3339()).unwrap_or_default()
+                },
+                id: r
+                    .id
+                    .as_ref()
+                    .map_or("<missing>".into(), |d| id_text(d, a.no_trunc)),
+                size: if a.human {
+                    human_size(r.size, 3)
+                } else {
+                    r.size.to_string()
+                },
             }
         })
         .collect();
@@ -191,7 +214,11 @@ pub fn history(engine: &Engine, a: &HistoryArgs) -> Result<(), CliError> {
 
 fn print_removed(removed: &[Removed], lower: bool) {
     for r in removed {
-        let (untagged, deleted) = if lower { ("untagged", "deleted") } else { ("Untagged", "Deleted") };
+        let (untagged, deleted) = if lower {
+            ("untagged", "deleted")
+        } else {
+            ("Untagged", "Deleted")
+        };
         match r {
             Removed::Untagged(t) => println!("{untagged}: {}", familiar(t)),
             Removed::Deleted(d) => println!("{deleted}: {d}"),

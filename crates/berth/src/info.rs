@@ -24,11 +24,16 @@ pub fn info(engine: &Engine, format: Option<&str>) -> Result<(), CliError> {
     let cgroup = match info.cgroup_layout {
         CgroupLayout::V1 => "1".to_string(),
         CgroupLayout::V2 => "2".to_string(),
-        CgroupLayout::Hybrid => "1 (hybrid: v1 controllers, cgroup2 at /sys/fs/cgroup/unified)".to_string(),
+        CgroupLayout::Hybrid => {
+            "1 (hybrid: v1 controllers, cgroup2 at /sys/fs/cgroup/unified)".to_string()
+        }
     };
     println!("Server:");
     println!(" Images: {}", info.images);
-    println!(" Server Version: {} (berth, daemonless)", info.server_version);
+    println!(
+        " Server Version: {} (berth, daemonless)",
+        info.server_version
+    );
     println!(" Storage Driver: {}", info.driver);
     println!("  Backing Filesystem: {}", info.backing_filesystem);
     println!("  Overlay Supported: {overlay}");

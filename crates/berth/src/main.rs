@@ -28,7 +28,10 @@ pub enum CliError {
     #[error("{0}")]
     Usage(String),
     #[error("{path}: {source}")]
-    Io { path: String, source: std::io::Error },
+    Io {
+        path: String,
+        source: std::io::Error,
+    },
     /// The command already printed its errors; only the exit code is left.
     #[error("")]
     Reported,
@@ -74,7 +77,9 @@ fn usage_error(e: clap::Error) -> ExitCode {
 fn init_logging(level: &str) {
     let level = if level == "fatal" { "error" } else { level };
     tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::new(format!("berth={level},berth_engine={level},berth_image={level},berth_storage={level}")))
+        .with_env_filter(tracing_subscriber::EnvFilter::new(format!(
+            "berth={level},berth_engine={level},berth_image={level},berth_storage={level}"
+        )))
         .with_writer(std::io::stderr)
         .without_time()
         .with_target(false)
@@ -89,13 +94,21 @@ fn run(cli: Cli) -> Result<(), CliError> {
     let mut engine = Engine::open(&cli.root)?;
     match cli.command {
         Command::Images(a) | Command::Image(ImageCommand::Ls(a)) => images::list(&engine, &a),
-        Command::Image(ImageCommand::Inspect(a)) => images::inspect(&engine, &a.images, a.format.as_deref()),
+        Command::Image(ImageCommand::Inspect(a)) => {
+            images::inspect(&engine, &a.images, a.format.as_deref())
+        }
         Command::Inspect(a) => images::inspect(&engine, &a.names, a.format.as_deref()),
-        Command::History(a) | Command::Image(ImageCommand::History(a)) => images::history(&engine, &a),
-        Command::Tag(a) | Command::Image(ImageCommand::Tag(a)) => Ok(engine.tag(&a.source, &a.target)?),
+        Command::History(a) | Command::Image(ImageCommand::History(a)) => {
+            images::history(&engine, &a)
+        }
+        Command::Tag(a) | Command::Image(ImageCommand::Tag(a)) => {
+            Ok(engine.tag(&a.source, &a.target)?)
+        }
         Command::Rmi(a) | Command::Image(ImageCommand::Rm(a)) => images::remove(&mut engine, &a),
         Command::Image(ImageCommand::Prune(a)) => images::prune(&mut engine, &a),
-        Command::Import(a) | Command::Image(ImageCommand::Import(a)) => transfer::import(&mut engine, &a),
+        Command::Import(a) | Command::Image(ImageCommand::Import(a)) => {
+            transfer::import(&mut engine, &a)
+        }
         Command::Load(a) | Command::Image(ImageCommand::Load(a)) => transfer::load(&mut engine, &a),
         Command::Save(a) | Command::Image(ImageCommand::Save(a)) => transfer::save(&engine, &a),
         Command::Info(a) => info::info(&engine, a.format.as_deref()),

@@ -52,7 +52,8 @@ pub fn load(engine: &mut Engine, a: &LoadArgs) -> Result<(), CliError> {
         Some(p) => open_input(&p.display().to_string())?,
         None if io::stdin().is_terminal() => {
             return Err(CliError::Usage(
-                "requested load from stdin, but stdin is a terminal: use -i FILE or redirect".into(),
+                "requested load from stdin, but stdin is a terminal: use -i FILE or redirect"
+                    .into(),
             ))
         }
         None => open_input("-")?,

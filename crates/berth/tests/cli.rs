@@ -7,12 +7,21 @@ use common::*;
 fn help_lists_commands_and_flags() {
     let b = Berth::new();
     let help = b.ok(&["--help"]);
-    for cmd in ["images", "image", "import", "load", "save", "tag", "rmi", "history", "inspect", "info"] {
+    for cmd in [
+        "images", "image", "import", "load", "save", "tag", "rmi", "history", "inspect", "info",
+    ] {
         assert!(help.contains(cmd), "--help lacks {cmd}: {help}");
     }
     assert!(help.contains("--root"));
     let images = b.ok(&["images", "--help"]);
-    for flag in ["--all", "--digests", "--filter", "--format", "--no-trunc", "--quiet"] {
+    for flag in [
+        "--all",
+        "--digests",
+        "--filter",
+        "--format",
+        "--no-trunc",
+        "--quiet",
+    ] {
         assert!(images.contains(flag), "images --help lacks {flag}");
     }
     assert!(b.ok(&["image", "prune", "--help"]).contains("--force"));
@@ -29,10 +38,19 @@ fn version_flag_and_command() {
 #[test]
 fn unknown_flag_and_command_are_one_line_and_125() {
     let b = Berth::new();
-    for args in [&["images", "--bogus"][..], &["frobnicate"], &["rmi"], &["images", "--format"]] {
+    for args in [
+        &["images", "--bogus"][..],
+        &["frobnicate"],
+        &["rmi"],
+        &["images", "--format"],
+    ] {
         let (code, err) = b.fail(args);
         assert_eq!(code, 125, "{args:?}: {err}");
-        assert_eq!(err.trim_end().lines().count(), 1, "{args:?} printed more than one line: {err}");
+        assert_eq!(
+            err.trim_end().lines().count(),
+            1,
+            "{args:?} printed more than one line: {err}"
+        );
         assert!(err.starts_with("berth: "), "{err}");
     }
 }

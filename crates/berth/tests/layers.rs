@@ -14,7 +14,16 @@ fn import(b: &Berth, tar: &[u8], name: &str) -> std::process::Output {
 }
 
 fn upper_dir(b: &Berth, name: &str) -> PathBuf {
-    PathBuf::from(b.ok(&["image", "inspect", "-f", "{{.GraphDriver.Data.UpperDir}}", name]).trim())
+    PathBuf::from(
+        b.ok(&[
+            "image",
+            "inspect",
+            "-f",
+            "{{.GraphDriver.Data.UpperDir}}",
+            name,
+        ])
+        .trim(),
+    )
 }
 
 #[test]
@@ -42,23 +51,53 @@ fn keeps_what_a_layer_carries() {
     assert_eq!(f.permissions().mode() & 0o7777, 0o4755, "setuid kept");
     assert_eq!((f.uid(), f.gid()), (1000, 1001));
     assert_eq!(f.mtime(), 1_600_000_000);
-    assert_eq!(std::fs::metadata(up.join("d")).unwrap().permissions().mode() & 0o777, 0o750);
-    assert_eq!(std::fs::metadata(up.join("d")).unwrap().mtime(), 1_700_000_000, "dir mtime set after its children");
+    assert_eq!(
+        std::fs::metadata(up.join("d"))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777,
+        0o750
+    );
+    assert_eq!(
+        std::fs::metadata(up.join("d")).unwrap().mtime(),
+        1_700_000_000,
+        "dir mtime set after its children"
+    );
     assert_eq!(std::fs::read_link(up.join("s")).unwrap(), Path::new("d/f"));
-    assert_eq!(std::fs::metadata(up.join("h")).unwrap().ino(), f.ino(), "hard link shares the inode");
+    assert_eq!(
+        std::fs::metadata(up.join("h")).unwrap().ino(),
+        f.ino(),
+        "hard link shares the inode"
+    );
     let null = std::fs::metadata(up.join("null")).unwrap();
     assert!(null.file_type().is_char_device());
     assert_eq!(null.rdev(), rustix_dev(1, 3));
-    assert!(std::fs::metadata(up.join("loop")).unwrap().file_type().is_block_device());
-    assert!(std::fs::metadata(up.join("fifo")).unwrap().file_type().is_fifo());
+    assert!(std::fs::metadata(up.join("loop"))
+        .unwrap()
+        .file_type()
+        .is_block_device());
+    assert!(std::fs::metadata(up.join("fifo"))
+        .unwrap()
+        .file_type()
+        .is_fifo());
     // Whiteouts become overlayfs whiteouts.
     let gone = std::fs::symlink_metadata(up.join("gone")).unwrap();
     assert!(gone.file_type().is_char_device() && gone.rdev() == 0);
     assert!(!up.join(".wh.gone").exists());
-    assert_eq!(getxattr(&up.join("o"), "trusted.overlay.opaque").as_deref(), Some(&b"y"[..]));
+    assert_eq!(
+        getxattr(&up.join("o"), "trusted.overlay.opaque").as_deref(),
+        Some(&b"y"[..])
+    );
     assert!(!up.join("o/.wh..wh..opq").exists());
-    assert_eq!(getxattr(&up.join("x"), "user.berth").as_deref(), Some(&b"yes"[..]));
-    assert_eq!(std::fs::read(up.join("nested/deep/file")).unwrap(), b"parents made on demand");
+    assert_eq!(
+        getxattr(&up.join("x"), "user.berth").as_deref(),
+        Some(&b"yes"[..])
+    );
+    assert_eq!(
+        std::fs::read(up.join("nested/deep/file")).unwrap(),
+        b"parents made on demand"
+    );
 }
 
 fn rustix_dev(major: u64, minor: u64) -> u64 {
@@ -82,17 +121,38 @@ fn assert_refused(tar: &[u8], expect: &str, outside: &Path) {
     assert!(!out.status.success(), "hostile layer was accepted");
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains(expect), "expected {expect:?} in: {err}");
-    assert_eq!(err.trim_end().lines().count(), 1, "more than one error line: {err}");
-    assert!(b.ok(&["images", "-q", "-a"]).is_empty(), "an image appeared");
-    assert!(b.layer_dirs().is_empty(), "a layer appeared: {:?}", b.layer_dirs());
+    assert_eq!(
+        err.trim_end().lines().count(),
+        1,
+        "more than one error line: {err}"
+    );
+    assert!(
+        b.ok(&["images", "-q", "-a"]).is_empty(),
+        "an image appeared"
+    );
+    assert!(
+        b.layer_dirs().is_empty(),
+        "a layer appeared: {:?}",
+        b.layer_dirs()
+    );
     assert!(b.blobs().is_empty(), "blobs left: {:?}", b.blobs());
-    assert!(list_dir(&b.root().join("tmp")).is_empty(), "staging left behind");
-    assert!(list_dir(outside).is_empty(), "something was written outside: {:?}", list_dir(outside));
+    assert!(
+        list_dir(&b.root().join("tmp")).is_empty(),
+        "staging left behind"
+    );
+    assert!(
+        list_dir(outside).is_empty(),
+        "something was written outside: {:?}",
+        list_dir(outside)
+    );
     assert!(!b.root().join("evil").exists() && !b.dir.path().join("evil").exists());
 }
 
 fn outside_dir() -> tempfile::TempDir {
-    tempfile::Builder::new().prefix("berth-outside-").tempdir().unwrap()
+    tempfile::Builder::new()
+        .prefix("berth-outside-")
+        .tempdir()
+        .unwrap()
 }
 
 #[test]
@@ -142,7 +202,11 @@ fn refuses_hard_links_outside_the_layer() {
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(err.contains("hard link target"), "{err}");
         assert!(b.layer_dirs().is_empty());
-        assert_eq!(std::fs::metadata(&secret).unwrap().nlink(), 1, "the secret got a new link");
+        assert_eq!(
+            std::fs::metadata(&secret).unwrap().nlink(),
+            1,
+            "the secret got a new link"
+        );
     };
     let mut t = TarBuilder::new();
     t.hardlink("h", secret.to_str().unwrap());

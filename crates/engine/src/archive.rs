@@ -24,11 +24,24 @@ impl Engine {
     /// record is one transaction at the end.
     pub fn load<R: Read>(&mut self, reader: R) -> Result<Vec<Loaded>, EngineError> {
         let lock = self.lock()?;
-        let read = read_archive(reader, &self.blobs)?;
+        let mut added = Vec::new();
+        let images = match read_archive(reader, &self.blobs, &mut added) {
+            Ok(images) => images,
+            Err(e) => {
+                self.drop_unused_blobs(&added)?;
+                return Err(e.into());
+            }
+        };
         let mut loaded = Vec::new();
         let mut result = Ok(());
-        for image in &read.images {
-            match self.register_locked(&lock, image.manifest.as_ref(), &image.config, &image.layers, &image.names) {
+        for image in &images {
+            match self.register_locked(
+                &lock,
+                image.manifest.as_ref(),
+                &image.config,
+                &image.layers,
+                &image.names,
+            ) {
                 Ok(id) => loaded.push(Loaded {
                     id,
                     names: image.names.clone(),
@@ -39,23 +52,39 @@ impl Engine {
                 }
             }
         }
-        self.drop_unused_blobs(&read.added)?;
+        self.drop_unused_blobs(&added)?;
         result.map(|()| loaded)
     }
 
     /// Writes the named images as one archive to `out`. Images named by
     /// tag carry that tag; images named by ID carry none, as in docker.
-    pub fn save<W: Write>(&self, names: &[String], format: ArchiveFormat, out: W) -> Result<(), EngineError> {
+    pub fn save<W: Write>(
+        &self,
+        names: &[String],
+        format: ArchiveFormat,
+        out: W,
+    ) -> Result<(), EngineError> {
         let mut images: Vec<SaveImage> = Vec::new();
         for name in names {
             let resolved = self.resolve(name)?;
-            if let Some(existing) = images.iter_mut().find(|i| i.manifest.config.digest == resolved.id) {
+            if let Some(existing) = images
+                .iter_mut()
+                .find(|i| i.manifest.config.digest == resolved.id)
+            {
                 existing.names.extend(resolved.tag);
                 continue;
             }
-            let row = self.db.image(&resolved.id)?.ok_or_else(|| EngineError::ImageNotFound(name.clone()))?;
+            let row = self
+                .db
+                .image(&resolved.id)?
+                .ok_or_else(|| EngineError::ImageNotFound(name.clone()))?;
             let manifest = Manifest::parse(&self.blobs.read(&row.manifest)?, &row.manifest)?;
-            let diff_ids = self.db.layers_of(&resolved.id)?.into_iter().map(|(_, diff, _)| diff).collect();
+            let diff_ids = self
+                .db
+                .layers_of(&resolved.id)?
+                .into_iter()
+                .map(|(_, diff, _)| diff)
+                .collect();
             images.push(SaveImage {
                 manifest_digest: row.manifest,
                 manifest,
@@ -68,7 +97,12 @@ impl Engine {
     }
 
     /// `save` into a file, which appears only once complete.
-    pub fn save_to_path(&self, names: &[String], format: ArchiveFormat, path: &Path) -> Result<(), EngineError> {
+    pub fn save_to_path(
+        &self,
+        names: &[String],
+        format: ArchiveFormat,
+        path: &Path,
+    ) -> Result<(), EngineError> {
         let dir = match path.parent() {
             Some(p) if !p.as_os_str().is_empty() => p,
             _ => Path::new("."),
@@ -77,7 +111,10 @@ impl Engine {
             path: path.to_path_buf(),
             source,
         };
-        let mut tmp = tempfile::Builder::new().prefix(".berth-save-").tempfile_in(dir).map_err(io_err)?;
+        let mut tmp = tempfile::Builder::new()
+            .prefix(".berth-save-")
+            .tempfile_in(dir)
+            .map_err(io_err)?;
         self.save(names, format, std::io::BufWriter::new(tmp.as_file_mut()))?;
         tmp.as_file().sync_all().map_err(io_err)?;
         tmp.persist(path).map_err(|e| io_err(e.error))?;

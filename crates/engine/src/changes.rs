@@ -14,7 +14,9 @@ pub fn apply_change(config: &mut RunConfig, change: &str) -> Result<(), EngineEr
         reason: reason.to_string(),
     };
     let trimmed = change.trim();
-    let (instruction, args) = trimmed.split_once(char::is_whitespace).unwrap_or((trimmed, ""));
+    let (instruction, args) = trimmed
+        .split_once(char::is_whitespace)
+        .unwrap_or((trimmed, ""));
     let args = args.trim();
     match instruction.to_ascii_uppercase().as_str() {
         "CMD" => config.cmd = Some(command(args).map_err(|r| bad(&r))?),
@@ -33,7 +35,11 @@ pub fn apply_change(config: &mut RunConfig, change: &str) -> Result<(), EngineEr
         "EXPOSE" => {
             let ports = config.exposed_ports.get_or_insert_with(BTreeMap::new);
             for p in args.split_whitespace() {
-                let port = if p.contains('/') { p.to_string() } else { format!("{p}/tcp") };
+                let port = if p.contains('/') {
+                    p.to_string()
+                } else {
+                    format!("{p}/tcp")
+                };
                 ports.insert(port, serde_json::json!({}));
             }
         }
@@ -50,9 +56,16 @@ pub fn apply_change(config: &mut RunConfig, change: &str) -> Result<(), EngineEr
         "WORKDIR" => config.working_dir = args.to_string(),
         "USER" => config.user = args.to_string(),
         "STOPSIGNAL" => config.stop_signal = Some(args.to_string()),
-        "ONBUILD" => config.on_build.get_or_insert_with(Vec::new).push(args.to_string()),
+        "ONBUILD" => config
+            .on_build
+            .get_or_insert_with(Vec::new)
+            .push(args.to_string()),
         "" => return Err(bad("empty instruction")),
-        other => return Err(bad(&format!("{other} is not an instruction --change accepts"))),
+        other => {
+            return Err(bad(&format!(
+                "{other} is not an instruction --change accepts"
+            )))
+        }
     }
     Ok(())
 }
@@ -75,7 +88,9 @@ fn pairs(args: &str) -> Result<Vec<(String, String)>, String> {
         return Err("missing arguments".into());
     }
     if !words[0].contains('=') {
-        let (k, v) = args.split_once(char::is_whitespace).ok_or("expected KEY=VALUE or KEY VALUE")?;
+        let (k, v) = args
+            .split_once(char::is_whitespace)
+            .ok_or("expected KEY=VALUE or KEY VALUE")?;
         return Ok(vec![(k.to_string(), v.trim().to_string())]);
     }
     words
@@ -102,7 +117,10 @@ mod tests {
 
     #[test]
     fn cmd_and_entrypoint_in_both_forms() {
-        let c = applied(&[r#"CMD ["sh", "-c", "echo hi"]"#, "ENTRYPOINT /bin/init --flag"]);
+        let c = applied(&[
+            r#"CMD ["sh", "-c", "echo hi"]"#,
+            "ENTRYPOINT /bin/init --flag",
+        ]);
         assert_eq!(c.cmd.unwrap(), ["sh", "-c", "echo hi"]);
         assert_eq!(c.entrypoint.unwrap(), ["/bin/sh", "-c", "/bin/init --flag"]);
     }

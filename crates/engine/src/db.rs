@@ -61,6 +61,13 @@ pub struct ImageRow {
     pub size: u64,
 }
 
+/// What deleting an image left without users, to remove from disk.
+pub struct Freed {
+    /// (chain ID, size) of each layer.
+    pub layers: Vec<(Digest, u64)>,
+    pub blobs: Vec<Digest>,
+}
+
 /// What registering an image writes.
 pub struct NewImage<'a> {
     pub id: &'a Digest,
@@ -74,7 +81,9 @@ pub struct NewImage<'a> {
 }
 
 fn digest(s: String) -> rusqlite::Result<Digest> {
-    Digest::parse(&s).map_err(|e| rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, Box::new(e)))
+    Digest::parse(&s).map_err(|e| {
+        rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, Box::new(e))
+    })
 }
 
 impl Db {
@@ -98,7 +107,11 @@ impl Db {
     pub fn layer_size(&self, chain: &Digest) -> Result<Option<u64>, EngineError> {
         Ok(self
             .conn
-            .query_row("SELECT size FROM layers WHERE chain_id = ?1", [chain.to_string()], |r| r.get(0))
+            .query_row(
+                "SELECT size FROM layers WHERE chain_id = ?1",
+                [chain.to_string()],
+                |r| r.get(0),
+            )
             .optional()?)
     }
 
@@ -106,7 +119,9 @@ impl Db {
     /// the image is visible all at once or not at all. Names move from
     /// whatever image had them, as `docker tag` does.
     pub fn insert_image(&mut self, img: &NewImage<'_>) -> Result<(), EngineError> {
-        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
         let size: u64 = img.layers.iter().map(|l| l.2).sum();
         tx.execute(
             "INSERT OR IGNORE INTO images (id, manifest, created, size, added) VALUES (?1, ?2, ?3, ?4, ?5)",
@@ -141,7 +156,10 @@ impl Db {
 
     /// Removes a tag; true if it existed.
     pub fn untag(&mut self, name: &str) -> Result<bool, EngineError> {
-        Ok(self.conn.execute("DELETE FROM tags WHERE name = ?1", [name])? > 0)
+        Ok(self
+            .conn
+            .execute("DELETE FROM tags WHERE name = ?1", [name])?
+            > 0)
     }
 
     pub fn image(&self, id: &Digest) -> Result<Option<ImageRow>, EngineError> {
@@ -156,7 +174,9 @@ impl Db {
     }
 
     pub fn images(&self) -> Result<Vec<ImageRow>, EngineError> {
-        let mut stmt = self.conn.prepare("SELECT id, manifest, created, size FROM images ORDER BY created DESC, added DESC")?;
+        let mut stmt = self.conn.prepare(
+            "SELECT id, manifest, created, size FROM images ORDER BY created DESC, added DESC",
+        )?;
         let rows = stmt.query_map([], image_row)?.collect::<Result<_, _>>()?;
         Ok(rows)
     }
@@ -164,20 +184,28 @@ impl Db {
     pub fn image_by_tag(&self, name: &str) -> Result<Option<Digest>, EngineError> {
         Ok(self
             .conn
-            .query_row("SELECT image_id FROM tags WHERE name = ?1", [name], |r| digest(r.get(0)?))
+            .query_row("SELECT image_id FROM tags WHERE name = ?1", [name], |r| {
+                digest(r.get(0)?)
+            })
             .optional()?)
     }
 
     pub fn image_by_manifest(&self, manifest: &Digest) -> Result<Option<Digest>, EngineError> {
         Ok(self
             .conn
-            .query_row("SELECT id FROM images WHERE manifest = ?1", [manifest.to_string()], |r| digest(r.get(0)?))
+            .query_row(
+                "SELECT id FROM images WHERE manifest = ?1",
+                [manifest.to_string()],
+                |r| digest(r.get(0)?),
+            )
             .optional()?)
     }
 
     /// Images whose ID starts with `hex`.
     pub fn images_by_prefix(&self, hex: &str) -> Result<Vec<Digest>, EngineError> {
-        let mut stmt = self.conn.prepare("SELECT id FROM images WHERE id LIKE ?1")?;
+        let mut stmt = self
+            .conn
+            .prepare("SELECT id FROM images WHERE id LIKE ?1")?;
         let rows = stmt
             .query_map([format!("sha256:{hex}%")], |r| digest(r.get(0)?))?
             .collect::<Result<_, _>>()?;
@@ -186,7 +214,9 @@ impl Db {
 
     /// (name, tagged_at) of an image's tags, by name.
     pub fn tags_of(&self, id: &Digest) -> Result<Vec<(String, String)>, EngineError> {
-        let mut stmt = self.conn.prepare("SELECT name, tagged_at FROM tags WHERE image_id = ?1 ORDER BY name")?;
+        let mut stmt = self
+            .conn
+            .prepare("SELECT name, tagged_at FROM tags WHERE image_id = ?1 ORDER BY name")?;
         let rows = stmt
             .query_map([id.to_string()], |r| Ok((r.get(0)?, r.get(1)?)))?
             .collect::<Result<_, _>>()?;
@@ -200,7 +230,9 @@ impl Db {
              WHERE il.image_id = ?1 ORDER BY il.position",
         )?;
         let rows = stmt
-            .query_map([id.to_string()], |r| Ok((digest(r.get(0)?)?, digest(r.get(1)?)?, r.get(2)?)))?
+            .query_map([id.to_string()], |r| {
+                Ok((digest(r.get(0)?)?, digest(r.get(1)?)?, r.get(2)?))
+            })?
             .collect::<Result<_, _>>()?;
         Ok(rows)
     }
@@ -208,43 +240,66 @@ impl Db {
     /// Deletes an image and everything only it used, in one transaction.
     /// Returns the layers (chain ID, size) and blobs no image uses any more,
     /// for the caller to remove from disk after the commit.
-    pub fn delete_image(&mut self, id: &Digest) -> Result<(Vec<(Digest, u64)>, Vec<Digest>), EngineError> {
-        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    pub fn delete_image(&mut self, id: &Digest) -> Result<Freed, EngineError> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
         let layers: Vec<String> = {
             let mut stmt = tx.prepare("SELECT chain_id FROM image_layers WHERE image_id = ?1")?;
-            let rows = stmt.query_map([id.to_string()], |r| r.get(0))?.collect::<Result<_, _>>()?;
+            let rows = stmt
+                .query_map([id.to_string()], |r| r.get(0))?
+                .collect::<Result<_, _>>()?;
             rows
         };
         let blobs: Vec<String> = {
             let mut stmt = tx.prepare("SELECT digest FROM image_blobs WHERE image_id = ?1")?;
-            let rows = stmt.query_map([id.to_string()], |r| r.get(0))?.collect::<Result<_, _>>()?;
+            let rows = stmt
+                .query_map([id.to_string()], |r| r.get(0))?
+                .collect::<Result<_, _>>()?;
             rows
         };
         tx.execute("DELETE FROM images WHERE id = ?1", [id.to_string()])?;
         let mut freed_layers = Vec::new();
         for chain in layers {
-            let refs: i64 = tx.query_row("SELECT count(*) FROM image_layers WHERE chain_id = ?1", [&chain], |r| r.get(0))?;
+            let refs: i64 = tx.query_row(
+                "SELECT count(*) FROM image_layers WHERE chain_id = ?1",
+                [&chain],
+                |r| r.get(0),
+            )?;
             if refs == 0 {
-                let size: u64 = tx.query_row("SELECT size FROM layers WHERE chain_id = ?1", [&chain], |r| r.get(0))?;
+                let size: u64 = tx.query_row(
+                    "SELECT size FROM layers WHERE chain_id = ?1",
+                    [&chain],
+                    |r| r.get(0),
+                )?;
                 tx.execute("DELETE FROM layers WHERE chain_id = ?1", [&chain])?;
                 freed_layers.push((digest(chain)?, size));
             }
         }
         let mut freed_blobs = Vec::new();
         for blob in blobs {
-            let refs: i64 = tx.query_row("SELECT count(*) FROM image_blobs WHERE digest = ?1", [&blob], |r| r.get(0))?;
+            let refs: i64 = tx.query_row(
+                "SELECT count(*) FROM image_blobs WHERE digest = ?1",
+                [&blob],
+                |r| r.get(0),
+            )?;
             if refs == 0 {
                 freed_blobs.push(digest(blob)?);
             }
         }
         tx.commit()?;
-        Ok((freed_layers, freed_blobs))
+        Ok(Freed {
+            layers: freed_layers,
+            blobs: freed_blobs,
+        })
     }
 
     pub fn blob_in_use(&self, d: &Digest) -> Result<bool, EngineError> {
-        let n: i64 = self
-            .conn
-            .query_row("SELECT count(*) FROM image_blobs WHERE digest = ?1", [d.to_string()], |r| r.get(0))?;
+        let n: i64 = self.conn.query_row(
+            "SELECT count(*) FROM image_blobs WHERE digest = ?1",
+            [d.to_string()],
+            |r| r.get(0),
+        )?;
         Ok(n > 0)
     }
 
@@ -259,10 +314,14 @@ impl Db {
 
     /// (image count, layer count, layer bytes).
     pub fn totals(&self) -> Result<(u64, u64, u64), EngineError> {
-        let images: u64 = self.conn.query_row("SELECT count(*) FROM images", [], |r| r.get(0))?;
-        let (layers, bytes): (u64, u64) =
-            self.conn
-                .query_row("SELECT count(*), coalesce(sum(size), 0) FROM layers", [], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        let images: u64 = self
+            .conn
+            .query_row("SELECT count(*) FROM images", [], |r| r.get(0))?;
+        let (layers, bytes): (u64, u64) = self.conn.query_row(
+            "SELECT count(*), coalesce(sum(size), 0) FROM layers",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )?;
         Ok((images, layers, bytes))
     }
 }

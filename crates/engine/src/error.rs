@@ -84,11 +84,19 @@ impl EngineError {
             ImageNotFound(_) => ErrorKind::NotFound,
             Blob(BlobError::NotFound { .. }) => ErrorKind::NotFound,
             AmbiguousId { .. } | ReferencedInManyRepos { .. } => ErrorKind::Conflict,
-            TagWithDigest(_) | Change { .. } | Filter { .. } | Reference(_) => ErrorKind::InvalidInput,
-            Apply { .. } | LayerCompression { .. } | LayerStream { .. } | DiffIdMismatch { .. } | Archive(_) | Config(_) | Manifest(_) => {
+            TagWithDigest(_) | Change { .. } | Filter { .. } | Reference(_) => {
                 ErrorKind::InvalidInput
             }
-            Blob(BlobError::DigestMismatch { .. } | BlobError::SizeMismatch { .. }) => ErrorKind::InvalidInput,
+            Apply { .. }
+            | LayerCompression { .. }
+            | LayerStream { .. }
+            | DiffIdMismatch { .. }
+            | Archive(_)
+            | Config(_)
+            | Manifest(_) => ErrorKind::InvalidInput,
+            Blob(BlobError::DigestMismatch { .. } | BlobError::SizeMismatch { .. }) => {
+                ErrorKind::InvalidInput
+            }
             Blob(_) | Layer(_) | Db(_) | Io { .. } => ErrorKind::Internal,
         }
     }

@@ -23,7 +23,9 @@ impl ImageFilter {
                 filter: arg.clone(),
                 reason: reason.into(),
             };
-            let (key, value) = arg.split_once('=').ok_or_else(|| bad("expected KEY=VALUE"))?;
+            let (key, value) = arg
+                .split_once('=')
+                .ok_or_else(|| bad("expected KEY=VALUE"))?;
             match key {
                 "dangling" => {
                     f.dangling = Some(match value.to_ascii_lowercase().as_str() {
@@ -36,7 +38,11 @@ impl ImageFilter {
                 "before" => f.before = Some(value.into()),
                 "since" => f.since = Some(value.into()),
                 "label" => f.label.push(value.into()),
-                _ => return Err(bad("valid keys are dangling, reference, before, since and label")),
+                _ => {
+                    return Err(bad(
+                        "valid keys are dangling, reference, before, since and label",
+                    ))
+                }
             }
         }
         Ok(f)
@@ -55,7 +61,9 @@ fn glob(pattern: &str, name: &str) -> bool {
     fn go(p: &[char], n: &[char]) -> bool {
         match p.split_first() {
             None => n.is_empty(),
-            Some(('*', rest)) => (0..=n.len()).take_while(|&i| i == 0 || n[i - 1] != '/').any(|i| go(rest, &n[i..])),
+            Some(('*', rest)) => (0..=n.len())
+                .take_while(|&i| i == 0 || n[i - 1] != '/')
+                .any(|i| go(rest, &n[i..])),
             Some(('?', rest)) => n.first().is_some_and(|c| *c != '/') && go(rest, &n[1..]),
             Some(('[', rest)) => {
                 let Some(end) = rest.iter().position(|c| *c == ']') else {
@@ -83,11 +91,15 @@ fn glob(pattern: &str, name: &str) -> bool {
             Some((c, rest)) => n.first() == Some(c) && go(rest, &n[1..]),
         }
     }
-    go(&pattern.chars().collect::<Vec<_>>(), &name.chars().collect::<Vec<_>>())
+    go(
+        &pattern.chars().collect::<Vec<_>>(),
+        &name.chars().collect::<Vec<_>>(),
+    )
 }
 
 pub(crate) fn parse_time(s: Option<&str>) -> Option<DateTime<Utc>> {
-    s.and_then(|s| DateTime::parse_from_rfc3339(s).ok()).map(|t| t.with_timezone(&Utc))
+    s.and_then(|s| DateTime::parse_from_rfc3339(s).ok())
+        .map(|t| t.with_timezone(&Utc))
 }
 
 #[cfg(test)]

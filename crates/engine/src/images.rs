@@ -68,7 +68,8 @@ impl Engine {
     /// then an image ID or unique ID prefix.
     pub(crate) fn resolve(&self, name: &str) -> Result<Resolved, EngineError> {
         let hex = name.strip_prefix("sha256:").unwrap_or(name);
-        let is_hex = !hex.is_empty() && hex.len() <= 64 && hex.bytes().all(|b| b.is_ascii_hexdigit());
+        let is_hex =
+            !hex.is_empty() && hex.len() <= 64 && hex.bytes().all(|b| b.is_ascii_hexdigit());
         if !name.starts_with("sha256:") {
             if let Ok(r) = ImageRef::parse(name) {
                 if let Some(d) = r.digest() {
@@ -77,7 +78,10 @@ impl Engine {
                     }
                 } else if let Some(tagged) = r.tagged() {
                     if let Some(id) = self.db.image_by_tag(&tagged)? {
-                        return Ok(Resolved { id, tag: Some(tagged) });
+                        return Ok(Resolved {
+                            id,
+                            tag: Some(tagged),
+                        });
                     }
                 }
             }
@@ -111,27 +115,50 @@ impl Engine {
     pub fn images(&self, filter: &ImageFilter) -> Result<Vec<ImageSummary>, EngineError> {
         let created_of = |name: &str| -> Result<Option<DateTime<Utc>>, EngineError> {
             let id = self.resolve(name)?.id;
-            Ok(self.db.image(&id)?.and_then(|r| parse_time(r.created.as_deref())))
+            Ok(self
+                .db
+                .image(&id)?
+                .and_then(|r| parse_time(r.created.as_deref())))
         };
-        let before = filter.before.as_deref().map(created_of).transpose()?.flatten();
-        let since = filter.since.as_deref().map(created_of).transpose()?.flatten();
+        let before = filter
+            .before
+            .as_deref()
+            .map(created_of)
+            .transpose()?
+            .flatten();
+        let since = filter
+            .since
+            .as_deref()
+            .map(created_of)
+            .transpose()?
+            .flatten();
         let mut out = Vec::new();
         for row in self.db.images()? {
             let created = parse_time(row.created.as_deref());
-            let mut tags: Vec<String> = self.db.tags_of(&row.id)?.into_iter().map(|(n, _)| n).collect();
+            let mut tags: Vec<String> = self
+                .db
+                .tags_of(&row.id)?
+                .into_iter()
+                .map(|(n, _)| n)
+                .collect();
             if let Some(d) = filter.dangling {
                 if d != tags.is_empty() {
                     continue;
                 }
             }
-            if before.is_some_and(|b| created.is_none_or(|c| c >= b)) || since.is_some_and(|s| created.is_none_or(|c| c <= s)) {
+            if before.is_some_and(|b| created.is_none_or(|c| c >= b))
+                || since.is_some_and(|s| created.is_none_or(|c| c <= s))
+            {
                 continue;
             }
             if !filter.reference.is_empty() {
                 tags.retain(|t| {
                     let (repo, tag) = split_tag(t);
                     let familiar = berth_image::reference::familiar(repo);
-                    filter.reference.iter().any(|p| reference_matches(p, familiar, tag))
+                    filter
+                        .reference
+                        .iter()
+                        .any(|p| reference_matches(p, familiar, tag))
                 });
                 if tags.is_empty() {
                     continue;
@@ -159,10 +186,18 @@ impl Engine {
     /// `image inspect`, in docker's shape.
     pub fn inspect_image(&self, name: &str) -> Result<ImageDetails, EngineError> {
         let id = self.resolve(name)?.id;
-        let row = self.db.image(&id)?.ok_or_else(|| EngineError::ImageNotFound(name.to_string()))?;
+        let row = self
+            .db
+            .image(&id)?
+            .ok_or_else(|| EngineError::ImageNotFound(name.to_string()))?;
         let config = self.config_of(&id)?;
         let tags = self.db.tags_of(&id)?;
-        let chains: Vec<String> = self.db.layers_of(&id)?.iter().map(|(c, _, _)| c.hex().to_string()).collect();
+        let chains: Vec<String> = self
+            .db
+            .layers_of(&id)?
+            .iter()
+            .map(|(c, _, _)| c.hex().to_string())
+            .collect();
         let manifest = Manifest::parse(&self.blobs.read(&row.manifest)?, &row.manifest)?;
         let manifest_size = self.blobs.size(&row.manifest)?;
         Ok(build_details(
@@ -199,7 +234,11 @@ impl Engine {
                     id: None,
                     created: parse_time(h.created.as_deref()),
                     created_by: h.created_by.clone(),
-                    size: if h.empty_layer { 0 } else { sizes.next().unwrap_or(0) },
+                    size: if h.empty_layer {
+                        0
+                    } else {
+                        sizes.next().unwrap_or(0)
+                    },
                     comment: h.comment.clone(),
                 })
                 .collect()
@@ -217,7 +256,9 @@ impl Engine {
         if target_ref.digest().is_some() {
             return Err(EngineError::TagWithDigest(target.to_string()));
         }
-        let name = target_ref.tagged().expect("a reference without digest has a tag");
+        let name = target_ref
+            .tagged()
+            .expect("a reference without digest has a tag");
         let _lock = self.lock()?;
         let id = self.resolve(source)?.id;
         self.db.tag(&name, &id, &now())
@@ -226,7 +267,11 @@ impl Engine {
     /// `rmi`: untags; deletes an image when its last tag goes (or when it
     /// is named by ID). `force` removes an image tagged in several
     /// repositories, named by ID.
-    pub fn remove_images(&mut self, names: &[String], force: bool) -> Result<Vec<Removed>, EngineError> {
+    pub fn remove_images(
+        &mut self,
+        names: &[String],
+        force: bool,
+    ) -> Result<Vec<Removed>, EngineError> {
         let lock = self.lock()?;
         let mut out = Vec::new();
         for name in names {
@@ -235,9 +280,19 @@ impl Engine {
         Ok(out)
     }
 
-    fn remove_one_locked(&mut self, lock: &StoreLock, name: &str, force: bool) -> Result<Vec<Removed>, EngineError> {
+    fn remove_one_locked(
+        &mut self,
+        lock: &StoreLock,
+        name: &str,
+        force: bool,
+    ) -> Result<Vec<Removed>, EngineError> {
         let resolved = self.resolve(name)?;
-        let tags: Vec<String> = self.db.tags_of(&resolved.id)?.into_iter().map(|(n, _)| n).collect();
+        let tags: Vec<String> = self
+            .db
+            .tags_of(&resolved.id)?
+            .into_iter()
+            .map(|(n, _)| n)
+            .collect();
         let mut out = Vec::new();
         match &resolved.tag {
             Some(tag) if tags.len() > 1 => {
@@ -268,16 +323,20 @@ impl Engine {
     /// Deletes an untagged image's record, then whatever of its layers and
     /// blobs nothing else uses. Returns the lines to print and the bytes
     /// freed.
-    fn delete_locked(&mut self, _lock: &StoreLock, id: &Digest) -> Result<(Vec<Removed>, u64), EngineError> {
-        let (layers, blobs) = self.db.delete_image(id)?;
+    fn delete_locked(
+        &mut self,
+        _lock: &StoreLock,
+        id: &Digest,
+    ) -> Result<(Vec<Removed>, u64), EngineError> {
+        let gone = self.db.delete_image(id)?;
         let mut out = vec![Removed::Deleted(id.clone())];
         let mut freed = 0;
-        for (chain, size) in layers {
+        for (chain, size) in gone.layers {
             self.layers.remove(chain.hex())?;
             freed += size;
             out.push(Removed::Deleted(chain));
         }
-        for blob in blobs {
+        for blob in gone.blobs {
             freed += self.blobs.size(&blob).unwrap_or(0);
             self.blobs.remove(&blob)?;
         }

@@ -26,12 +26,19 @@ pub struct ImportOptions {
 }
 
 impl Engine {
-    pub fn import<R: Read>(&mut self, mut tarball: R, opts: &ImportOptions) -> Result<Digest, EngineError> {
+    pub fn import<R: Read>(
+        &mut self,
+        mut tarball: R,
+        opts: &ImportOptions,
+    ) -> Result<Digest, EngineError> {
         // Refuse bad arguments before reading a byte of a possibly large input.
         let name = match &opts.reference {
             Some(r) => {
                 let r = ImageRef::parse(r)?;
-                Some(r.tagged().ok_or_else(|| EngineError::TagWithDigest(r.to_string()))?)
+                Some(
+                    r.tagged()
+                        .ok_or_else(|| EngineError::TagWithDigest(r.to_string()))?,
+                )
             }
             None => None,
         };
@@ -64,7 +71,10 @@ impl Engine {
                 },
                 history: vec![History {
                     created: Some(created),
-                    comment: opts.message.clone().unwrap_or_else(|| format!("Imported from {}", opts.source)),
+                    comment: opts
+                        .message
+                        .clone()
+                        .unwrap_or_else(|| format!("Imported from {}", opts.source)),
                     ..Default::default()
                 }],
                 comment: opts.message.clone(),
@@ -75,7 +85,13 @@ impl Engine {
             if config.new {
                 added.push(config.digest.clone());
             }
-            self.register_locked(&lock, None, &config.digest, &[layer], &name.into_iter().collect::<Vec<_>>())
+            self.register_locked(
+                &lock,
+                None,
+                &config.digest,
+                &[layer],
+                &name.into_iter().collect::<Vec<_>>(),
+            )
         });
         if result.is_err() {
             self.drop_unused_blobs(&added)?;
@@ -93,10 +109,13 @@ impl Engine {
                 source,
             }
         })?;
-        let (d, _) = HashingReader::new(stream).finish().map_err(|source| EngineError::LayerStream {
-            digest: blob.clone(),
-            source,
-        })?;
+        let (d, _) =
+            HashingReader::new(stream)
+                .finish()
+                .map_err(|source| EngineError::LayerStream {
+                    digest: blob.clone(),
+                    source,
+                })?;
         Ok(d)
     }
 }

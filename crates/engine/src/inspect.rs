@@ -151,7 +151,11 @@ pub(crate) fn build_details(
         comment: config.comment.clone().unwrap_or_default(),
         created: config.created.clone().unwrap_or_else(|| ZERO_TIME.into()),
         container: config.container.clone().unwrap_or_default(),
-        container_config: config.container_config.as_ref().unwrap_or(&RunConfig::default()).into(),
+        container_config: config
+            .container_config
+            .as_ref()
+            .unwrap_or(&RunConfig::default())
+            .into(),
         docker_version: config.docker_version.clone().unwrap_or_default(),
         author: config.author.clone(),
         config: (&config.config).into(),
@@ -166,13 +170,25 @@ pub(crate) fn build_details(
         },
         root_fs: RootFsView {
             kind: config.rootfs.kind.clone(),
-            layers: config.rootfs.diff_ids.iter().map(|d| d.to_string()).collect(),
+            layers: config
+                .rootfs
+                .diff_ids
+                .iter()
+                .map(|d| d.to_string())
+                .collect(),
         },
         metadata: Metadata {
-            last_tag_time: tags.iter().map(|(_, t)| t.clone()).max().unwrap_or_else(|| ZERO_TIME.into()),
+            last_tag_time: tags
+                .iter()
+                .map(|(_, t)| t.clone())
+                .max()
+                .unwrap_or_else(|| ZERO_TIME.into()),
         },
         descriptor: Descriptor {
-            media_type: manifest.media_type.clone().unwrap_or_else(|| OCI_MANIFEST.into()),
+            media_type: manifest
+                .media_type
+                .clone()
+                .unwrap_or_else(|| OCI_MANIFEST.into()),
             digest: row.manifest.clone(),
             size: manifest_size,
             platform: None,

@@ -24,7 +24,12 @@ impl StoreLock {
             path: path.clone(),
             source,
         };
-        let file = OpenOptions::new().create(true).truncate(false).write(true).open(&path).map_err(io_err)?;
+        let file = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(io_err)?;
         if flock(&file, FlockOperation::NonBlockingLockExclusive).is_err() {
             tracing::info!("waiting for another berth command to release the store lock");
             flock(&file, FlockOperation::LockExclusive).map_err(|e| io_err(e.into()))?;
@@ -36,7 +41,9 @@ impl StoreLock {
 
 /// Removes what dead writers left in the scratch directory.
 fn sweep(scratch: &Path) {
-    let Ok(entries) = fs::read_dir(scratch) else { return };
+    let Ok(entries) = fs::read_dir(scratch) else {
+        return;
+    };
     for entry in entries.flatten() {
         let path = entry.path();
         let removed = match entry.file_type() {
@@ -44,8 +51,12 @@ fn sweep(scratch: &Path) {
             _ => fs::remove_file(&path),
         };
         match removed {
-            Ok(()) => tracing::debug!(path = %path.display(), "removed leftover of an interrupted command"),
-            Err(e) => tracing::warn!(path = %path.display(), error = %e, "cannot remove leftover scratch file"),
+            Ok(()) => {
+                tracing::debug!(path = %path.display(), "removed leftover of an interrupted command")
+            }
+            Err(e) => {
+                tracing::warn!(path = %path.display(), error = %e, "cannot remove leftover scratch file")
+            }
         }
     }
 }

@@ -16,8 +16,16 @@ use crate::db::NewImage;
 use crate::lock::StoreLock;
 use crate::{Engine, EngineError};
 
+/// The current time as Go's RFC3339Nano spells it (trailing zeros of the
+/// fraction dropped), so that configs berth writes are byte-identical
+/// after docker or skopeo re-encode them.
 pub(crate) fn now() -> String {
-    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Nanos, true)
+    go_rfc3339_nano(chrono::Utc::now())
+}
+
+fn go_rfc3339_nano(t: chrono::DateTime<chrono::Utc>) -> String {
+    let full = t.format("%Y-%m-%dT%H:%M:%S%.9f").to_string();
+    format!("{}Z", full.trim_end_matches('0').trim_end_matches('.'))
 }
 
 impl Engine {
@@ -44,8 +52,11 @@ impl Engine {
             .into());
         }
         let mut rows = Vec::with_capacity(layers.len());
-        for (index, ((blob, diff_id), chain)) in
-            layers.iter().zip(&image.rootfs.diff_ids).zip(image.chain_ids()).enumerate()
+        for (index, ((blob, diff_id), chain)) in layers
+            .iter()
+            .zip(&image.rootfs.diff_ids)
+            .zip(image.chain_ids())
+            .enumerate()
         {
             let size = match self.db.layer_size(&chain)? {
                 Some(size) if self.layers.exists(chain.hex()) => size,
@@ -83,12 +94,13 @@ impl Engine {
     ) -> Result<u64, EngineError> {
         let staged = self.layers.stage()?;
         let file = self.blobs.open_blob(&blob.digest)?;
-        let stream = compression::decompress(file).map_err(|source| EngineError::LayerCompression {
-            image: image.clone(),
-            index,
-            digest: blob.digest.clone(),
-            source,
-        })?;
+        let stream =
+            compression::decompress(file).map_err(|source| EngineError::LayerCompression {
+                image: image.clone(),
+                index,
+                digest: blob.digest.clone(),
+                source,
+            })?;
         let apply_err = |source| EngineError::Apply {
             image: image.clone(),
             index,
@@ -113,7 +125,12 @@ impl Engine {
     }
 
     /// Writes an OCI manifest for an image that arrived without one.
-    fn write_manifest(&self, config: &Digest, config_size: u64, layers: &[LayerBlob]) -> Result<Digest, EngineError> {
+    fn write_manifest(
+        &self,
+        config: &Digest,
+        config_size: u64,
+        layers: &[LayerBlob],
+    ) -> Result<Digest, EngineError> {
         let mut descs = Vec::with_capacity(layers.len());
         for l in layers {
             let mut r = BufReader::new(self.blobs.open_blob(&l.digest)?);
@@ -145,5 +162,21 @@ fn descriptor(media_type: &str, digest: Digest, size: u64) -> Descriptor {
         size,
         platform: None,
         annotations: Default::default(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    #[test]
+    fn times_are_spelled_as_go_spells_them() {
+        let t = chrono::Utc
+            .with_ymd_and_hms(2026, 11, 27, 19, 53, 48)
+            .unwrap();
+        assert_eq!(go_rfc3339_nano(t), "2026-11-27T19:53:48Z");
+        let t = t + chrono::Duration::nanoseconds(612_991_460);
+        assert_eq!(go_rfc3339_nano(t), "2026-11-27T19:53:48.61299146Z");
     }
 }

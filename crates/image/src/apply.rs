@@ -104,7 +104,10 @@ impl EntryPath {
                 c => components.push(OsStr::from_bytes(c).to_os_string()),
             }
         }
-        Ok(EntryPath { display, components })
+        Ok(EntryPath {
+            display,
+            components,
+        })
     }
 
     fn split(&self) -> Option<(&[OsString], &OsStr)> {
@@ -116,12 +119,15 @@ impl EntryPath {
 /// Applies the tar stream `archive` onto `root`, an existing (normally
 /// empty) directory.
 pub fn apply<R: Read>(archive: R, root: &Path) -> Result<Applied, ApplyError> {
-    let root_fd = rfs::open(root, OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty()).map_err(
-        |e| ApplyError::Root {
-            path: root.display().to_string(),
-            source: e.into(),
-        },
-    )?;
+    let root_fd = rfs::open(
+        root,
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(|e| ApplyError::Root {
+        path: root.display().to_string(),
+        source: e.into(),
+    })?;
     let mut ctx = Applier {
         root: root_fd,
         parent_cache: None,
@@ -129,7 +135,10 @@ pub fn apply<R: Read>(archive: R, root: &Path) -> Result<Applied, ApplyError> {
         applied: Applied::default(),
     };
     let mut archive = tar::Archive::new(archive);
-    for entry in archive.entries().map_err(|source| ApplyError::Corrupt { source })? {
+    for entry in archive
+        .entries()
+        .map_err(|source| ApplyError::Corrupt { source })?
+    {
         let entry = entry.map_err(|source| ApplyError::Corrupt { source })?;
         ctx.entry(entry)?;
     }
@@ -179,8 +188,10 @@ impl Applier {
         let mtime = header.mtime().map_err(corrupt)?;
         let meta = Meta {
             mode: header.mode().map_err(corrupt)? & 0o7777,
-            uid: u32::try_from(header.uid().map_err(corrupt)?).map_err(|_| refuse(Hostile::AbsurdSize(size)))?,
-            gid: u32::try_from(header.gid().map_err(corrupt)?).map_err(|_| refuse(Hostile::AbsurdSize(size)))?,
+            uid: u32::try_from(header.uid().map_err(corrupt)?)
+                .map_err(|_| refuse(Hostile::AbsurdSize(size)))?,
+            gid: u32::try_from(header.gid().map_err(corrupt)?)
+                .map_err(|_| refuse(Hostile::AbsurdSize(size)))?,
             times: timestamps(mtime),
             xattrs: xattrs(&mut entry).map_err(corrupt)?,
         };
@@ -189,7 +200,8 @@ impl Applier {
             // "./": the layer root itself.
             return match kind {
                 tar::EntryType::Directory => {
-                    set_owner_mode(self.root.as_fd(), &meta).map_err(io_err(&path, "set owner and mode"))?;
+                    set_owner_mode(self.root.as_fd(), &meta)
+                        .map_err(io_err(&path, "set owner and mode"))?;
                     self.dir_times.push((Vec::new(), meta.times));
                     Ok(())
                 }
@@ -218,12 +230,12 @@ impl Applier {
                         FileType::Symlink => return Err(refuse(Hostile::SymlinkReplacedByDir)),
                         _ => {
                             remove_existing(&parent, name, &path)?;
-                            rfs::mkdirat(&parent, name, Mode::from_raw_mode(0o700)).map_err(io_err(&path, "mkdir"))?;
+                            rfs::mkdirat(&parent, name, Mode::from_raw_mode(0o700))
+                                .map_err(io_err(&path, "mkdir"))?;
                         }
                     },
-                    Err(Errno::NOENT) => {
-                        rfs::mkdirat(&parent, name, Mode::from_raw_mode(0o700)).map_err(io_err(&path, "mkdir"))?
-                    }
+                    Err(Errno::NOENT) => rfs::mkdirat(&parent, name, Mode::from_raw_mode(0o700))
+                        .map_err(io_err(&path, "mkdir"))?,
                     Err(e) => return Err(io_err(&path, "stat")(e)),
                 }
                 let dir = open_dir(&parent, name).map_err(io_err(&path, "open directory"))?;
@@ -236,7 +248,11 @@ impl Applier {
                 let fd = rfs::openat(
                     &parent,
                     name,
-                    OFlags::CREATE | OFlags::EXCL | OFlags::WRONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                    OFlags::CREATE
+                        | OFlags::EXCL
+                        | OFlags::WRONLY
+                        | OFlags::NOFOLLOW
+                        | OFlags::CLOEXEC,
                     Mode::from_raw_mode(0o600),
                 )
                 .map_err(io_err(&path, "create file"))?;
@@ -247,14 +263,19 @@ impl Applier {
                 rfs::futimens(&file, &meta.times).map_err(io_err(&path, "set times"))?;
             }
             tar::EntryType::Symlink => {
-                let target = entry.link_name_bytes().ok_or_else(|| refuse(Hostile::EmptyName))?;
+                let target = entry
+                    .link_name_bytes()
+                    .ok_or_else(|| refuse(Hostile::EmptyName))?;
                 remove_existing(&parent, name, &path)?;
-                rfs::symlinkat(OsStr::from_bytes(&target), &parent, name).map_err(io_err(&path, "symlink"))?;
+                rfs::symlinkat(OsStr::from_bytes(&target), &parent, name)
+                    .map_err(io_err(&path, "symlink"))?;
                 self.applied.size += target.len() as u64;
                 self.finish_node(&parent, name, &meta, &path)?;
             }
             tar::EntryType::Link => {
-                let raw = entry.link_name_bytes().ok_or_else(|| refuse(Hostile::EmptyName))?;
+                let raw = entry
+                    .link_name_bytes()
+                    .ok_or_else(|| refuse(Hostile::EmptyName))?;
                 let target_display = String::from_utf8_lossy(&raw).into_owned();
                 let target = EntryPath::parse(&raw)
                     .ok()
@@ -266,9 +287,11 @@ impl Applier {
                     _ => refuse(Hostile::LinkThroughSymlink(target_display.clone())),
                 })?;
                 remove_existing(&parent, name, &path)?;
-                rfs::linkat(&tparent_fd, tname, &parent, name, AtFlags::empty()).map_err(|e| match e {
-                    Errno::NOENT => refuse(Hostile::LinkTargetMissing(target_display.clone())),
-                    e => io_err(&path, "hard link")(e),
+                rfs::linkat(&tparent_fd, tname, &parent, name, AtFlags::empty()).map_err(|e| {
+                    match e {
+                        Errno::NOENT => refuse(Hostile::LinkTargetMissing(target_display.clone())),
+                        e => io_err(&path, "hard link")(e),
+                    }
                 })?;
             }
             tar::EntryType::Char | tar::EntryType::Block | tar::EntryType::Fifo => {
@@ -280,8 +303,14 @@ impl Applier {
                 let major = header.device_major().map_err(corrupt)?.unwrap_or(0);
                 let minor = header.device_minor().map_err(corrupt)?.unwrap_or(0);
                 remove_existing(&parent, name, &path)?;
-                rfs::mknodat(&parent, name, file_type, Mode::from_raw_mode(meta.mode), rfs::makedev(major, minor))
-                    .map_err(io_err(&path, "mknod"))?;
+                rfs::mknodat(
+                    &parent,
+                    name,
+                    file_type,
+                    Mode::from_raw_mode(meta.mode),
+                    rfs::makedev(major, minor),
+                )
+                .map_err(io_err(&path, "mknod"))?;
                 self.finish_node(&parent, name, &meta, &path)?;
             }
             tar::EntryType::XGlobalHeader => {}
@@ -292,7 +321,13 @@ impl Applier {
 
     /// Owner and times of a node that cannot be opened for writing
     /// (symlink, device, FIFO); a symlink's mode is meaningless on Linux.
-    fn finish_node(&self, parent: &OwnedFd, name: &OsStr, meta: &Meta, path: &EntryPath) -> Result<(), ApplyError> {
+    fn finish_node(
+        &self,
+        parent: &OwnedFd,
+        name: &OsStr,
+        meta: &Meta,
+        path: &EntryPath,
+    ) -> Result<(), ApplyError> {
         rfs::chownat(
             parent,
             name,
@@ -301,7 +336,8 @@ impl Applier {
             AtFlags::SYMLINK_NOFOLLOW,
         )
         .map_err(io_err(path, "chown"))?;
-        rfs::utimensat(parent, name, &meta.times, AtFlags::SYMLINK_NOFOLLOW).map_err(io_err(path, "set times"))
+        rfs::utimensat(parent, name, &meta.times, AtFlags::SYMLINK_NOFOLLOW)
+            .map_err(io_err(path, "set times"))
     }
 
     /// Opens (creating missing directories as docker does) the parent of an
@@ -337,10 +373,14 @@ impl Applier {
         // Children first, so that setting a parent's time comes last.
         for (components, times) in self.dir_times.iter().rev() {
             let path = EntryPath {
-                display: components.join(OsStr::new("/")).to_string_lossy().into_owned(),
+                display: components
+                    .join(OsStr::new("/"))
+                    .to_string_lossy()
+                    .into_owned(),
                 components: components.clone(),
             };
-            let dir = walk(&self.root, components, false).map_err(io_err(&path, "reopen directory"))?;
+            let dir =
+                walk(&self.root, components, false).map_err(io_err(&path, "reopen directory"))?;
             rfs::futimens(&dir, times).map_err(io_err(&path, "set times"))?;
         }
         Ok(())
@@ -350,7 +390,12 @@ impl Applier {
 /// Walks `components` from `root`, never following a symlink; creates
 /// missing directories when `create`.
 fn walk(root: &OwnedFd, components: &[OsString], create: bool) -> Result<OwnedFd, Errno> {
-    let mut cur = rfs::openat(root, ".", OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())?;
+    let mut cur = rfs::openat(
+        root,
+        ".",
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )?;
     for c in components {
         cur = match open_dir(&cur, c) {
             Err(Errno::NOENT) if create => {
@@ -390,7 +435,11 @@ fn remove_existing(parent: &OwnedFd, name: &OsStr, path: &EntryPath) -> Result<(
 
 /// chown before chmod: chown clears the setuid and setgid bits.
 fn set_owner_mode(fd: BorrowedFd<'_>, meta: &Meta) -> Result<(), Errno> {
-    rfs::fchown(fd, Some(Uid::from_raw(meta.uid)), Some(Gid::from_raw(meta.gid)))?;
+    rfs::fchown(
+        fd,
+        Some(Uid::from_raw(meta.uid)),
+        Some(Gid::from_raw(meta.gid)),
+    )?;
     rfs::fchmod(fd, Mode::from_raw_mode(meta.mode))
 }
 
@@ -400,7 +449,9 @@ fn set_xattrs(fd: BorrowedFd<'_>, meta: &Meta, path: &EntryPath) -> Result<(), A
             Ok(()) => {}
             // A filesystem without that namespace (security.selinux on a
             // host without SELinux): the layer is still usable.
-            Err(Errno::NOTSUP) => tracing::warn!(entry = %path.display, xattr = %name, "xattr not supported here; skipped"),
+            Err(Errno::NOTSUP) => {
+                tracing::warn!(entry = %path.display, xattr = %name, "xattr not supported here; skipped")
+            }
             Err(e) => return Err(io_err(path, "set xattr")(e)),
         }
     }

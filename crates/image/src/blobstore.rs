@@ -23,7 +23,11 @@ pub enum BlobError {
     #[error("content does not match its digest: expected {expected}, got {actual}")]
     DigestMismatch { expected: Digest, actual: Digest },
     #[error("content of {digest} has {actual} bytes where {expected} were expected")]
-    SizeMismatch { digest: Digest, expected: u64, actual: u64 },
+    SizeMismatch {
+        digest: Digest,
+        expected: u64,
+        actual: u64,
+    },
     #[error("blob store {path}: {source}")]
     Io { path: PathBuf, source: io::Error },
 }
@@ -62,7 +66,9 @@ impl BlobStore {
 
     pub fn open_blob(&self, digest: &Digest) -> Result<File, BlobError> {
         File::open(self.path(digest)).map_err(|e| match e.kind() {
-            io::ErrorKind::NotFound => BlobError::NotFound { digest: digest.clone() },
+            io::ErrorKind::NotFound => BlobError::NotFound {
+                digest: digest.clone(),
+            },
             _ => BlobError::Io {
                 path: self.path(digest),
                 source: e,
@@ -73,16 +79,22 @@ impl BlobStore {
     pub fn read(&self, digest: &Digest) -> Result<Vec<u8>, BlobError> {
         let mut buf = Vec::new();
         let path = self.path(digest);
-        self.open_blob(digest)?.read_to_end(&mut buf).map_err(io_err(&path))?;
+        self.open_blob(digest)?
+            .read_to_end(&mut buf)
+            .map_err(io_err(&path))?;
         Ok(buf)
     }
 
     pub fn size(&self, digest: &Digest) -> Result<u64, BlobError> {
         let path = self.path(digest);
-        fs::metadata(&path).map(|m| m.len()).map_err(|e| match e.kind() {
-            io::ErrorKind::NotFound => BlobError::NotFound { digest: digest.clone() },
-            _ => BlobError::Io { path, source: e },
-        })
+        fs::metadata(&path)
+            .map(|m| m.len())
+            .map_err(|e| match e.kind() {
+                io::ErrorKind::NotFound => BlobError::NotFound {
+                    digest: digest.clone(),
+                },
+                _ => BlobError::Io { path, source: e },
+            })
     }
 
     /// Stores `bytes`, checking them against `expected` when given.
@@ -93,14 +105,19 @@ impl BlobStore {
     }
 
     /// Copies `r` into the store; returns the digest and size.
-    pub fn put_reader<R: Read>(&self, r: &mut R, expected: Option<&Digest>) -> Result<Stored, BlobError> {
+    pub fn put_reader<R: Read>(
+        &self,
+        r: &mut R,
+        expected: Option<&Digest>,
+    ) -> Result<Stored, BlobError> {
         let mut w = self.writer()?;
         io::copy(r, &mut w).map_err(io_err(&self.scratch))?;
         w.commit(expected)
     }
 
     pub fn writer(&self) -> Result<BlobWriter<'_>, BlobError> {
-        let file = NamedTempFile::with_prefix_in("blob-", &self.scratch).map_err(io_err(&self.scratch))?;
+        let file =
+            NamedTempFile::with_prefix_in("blob-", &self.scratch).map_err(io_err(&self.scratch))?;
         Ok(BlobWriter {
             store: self,
             file: io::BufWriter::with_capacity(256 * 1024, file),
@@ -123,7 +140,11 @@ impl BlobStore {
         let mut out = Vec::new();
         for entry in fs::read_dir(&self.dir).map_err(io_err(&self.dir))? {
             let entry = entry.map_err(io_err(&self.dir))?;
-            if let Some(d) = entry.file_name().to_str().and_then(|n| Digest::parse(n).ok()) {
+            if let Some(d) = entry
+                .file_name()
+                .to_str()
+                .and_then(|n| Digest::parse(n).ok())
+            {
                 out.push(d);
             }
         }
@@ -223,6 +244,10 @@ mod tests {
         let err = s.put(b"hello", Some(&wrong)).unwrap_err();
         assert!(matches!(err, BlobError::DigestMismatch { .. }));
         assert!(s.list().unwrap().is_empty());
-        assert_eq!(fs::read_dir(dir.path().join("tmp")).unwrap().count(), 0, "temp file left behind");
+        assert_eq!(
+            fs::read_dir(dir.path().join("tmp")).unwrap().count(),
+            0,
+            "temp file left behind"
+        );
     }
 }

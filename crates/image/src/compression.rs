@@ -28,7 +28,9 @@ impl Compression {
             [0x1f, 0x8b, ..] => Compression::Gzip,
             [0x28, 0xb5, 0x2f, 0xfd, ..] => Compression::Zstd,
             [b'B', b'Z', b'h', ..] => return Err(CompressionError::Unsupported("bzip2")),
-            [0xfd, b'7', b'z', b'X', b'Z', 0x00, ..] => return Err(CompressionError::Unsupported("xz")),
+            [0xfd, b'7', b'z', b'X', b'Z', 0x00, ..] => {
+                return Err(CompressionError::Unsupported("xz"))
+            }
             _ => Compression::None,
         })
     }
@@ -52,7 +54,9 @@ pub fn decompress<'a, R: Read + 'a>(r: R) -> Result<Box<dyn Read + 'a>, Compress
         // Multi-member gzip streams exist in the wild (pigz, appended
         // layers); the plain decoder would stop after the first member.
         Compression::Gzip => Box::new(flate2::bufread::MultiGzDecoder::new(r)),
-        Compression::Zstd => Box::new(zstd::stream::read::Decoder::with_buffer(r).map_err(CompressionError::Zstd)?),
+        Compression::Zstd => {
+            Box::new(zstd::stream::read::Decoder::with_buffer(r).map_err(CompressionError::Zstd)?)
+        }
     })
 }
 
@@ -64,7 +68,10 @@ mod tests {
     fn roundtrip(data: &[u8], compressed: Vec<u8>, want: Compression) {
         assert_eq!(Compression::detect(&mut &compressed[..]).unwrap(), want);
         let mut out = Vec::new();
-        decompress(&compressed[..]).unwrap().read_to_end(&mut out).unwrap();
+        decompress(&compressed[..])
+            .unwrap()
+            .read_to_end(&mut out)
+            .unwrap();
         assert_eq!(out, data);
     }
 
@@ -75,7 +82,11 @@ mod tests {
         let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
         gz.write_all(&data).unwrap();
         roundtrip(&data, gz.finish().unwrap(), Compression::Gzip);
-        roundtrip(&data, zstd::encode_all(&data[..], 1).unwrap(), Compression::Zstd);
+        roundtrip(
+            &data,
+            zstd::encode_all(&data[..], 1).unwrap(),
+            Compression::Zstd,
+        );
     }
 
     #[test]

@@ -36,8 +36,14 @@ impl Digest {
     /// docker's archives and IDs spell it both ways.
     pub fn parse(s: &str) -> Result<Self, DigestError> {
         let hex = s.strip_prefix("sha256:").unwrap_or(s);
-        if hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
-            Ok(Digest { hex: hex.to_string() })
+        if hex.len() == 64
+            && hex
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        {
+            Ok(Digest {
+                hex: hex.to_string(),
+            })
         } else {
             Err(DigestError::Invalid(s.to_string()))
         }
@@ -136,7 +142,10 @@ mod tests {
     #[test]
     fn parses_both_spellings_and_rejects_junk() {
         let hex = "a".repeat(64);
-        assert_eq!(Digest::parse(&hex).unwrap(), Digest::parse(&format!("sha256:{hex}")).unwrap());
+        assert_eq!(
+            Digest::parse(&hex).unwrap(),
+            Digest::parse(&format!("sha256:{hex}")).unwrap()
+        );
         assert!(Digest::parse("sha256:abc").is_err());
         assert!(Digest::parse(&"A".repeat(64)).is_err());
         assert!(Digest::parse(&format!("sha512:{hex}")).is_err());
@@ -155,7 +164,10 @@ mod tests {
         let a = Digest::of(b"a");
         let b = Digest::of(b"b");
         assert_eq!(Digest::chain(None, &a), a);
-        assert_eq!(Digest::chain(Some(&a), &b), Digest::of(format!("{a} {b}").as_bytes()));
+        assert_eq!(
+            Digest::chain(Some(&a), &b),
+            Digest::of(format!("{a} {b}").as_bytes())
+        );
     }
 
     #[test]

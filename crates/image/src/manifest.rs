@@ -21,7 +21,10 @@ pub const ANNOTATION_IMAGE_NAME: &str = "io.containerd.image.name";
 #[derive(Debug, thiserror::Error)]
 pub enum ManifestError {
     #[error("manifest {digest} is not valid JSON: {source}")]
-    Parse { digest: Digest, source: serde_json::Error },
+    Parse {
+        digest: Digest,
+        source: serde_json::Error,
+    },
     #[error("manifest {digest} has unsupported media type {media_type:?}")]
     MediaType { digest: Digest, media_type: String },
 }

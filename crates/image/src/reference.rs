@@ -134,34 +134,58 @@ mod tests {
         assert_eq!(full("alpine:3.19"), "docker.io/library/alpine:3.19");
         assert_eq!(full("me/app"), "docker.io/me/app:latest");
         assert_eq!(full("docker.io/alpine"), "docker.io/library/alpine:latest");
-        assert_eq!(full("index.docker.io/library/alpine"), "docker.io/library/alpine:latest");
+        assert_eq!(
+            full("index.docker.io/library/alpine"),
+            "docker.io/library/alpine:latest"
+        );
         assert_eq!(full("localhost:5000/x"), "localhost:5000/x:latest");
         assert_eq!(full("localhost/x"), "localhost/x:latest");
         assert_eq!(full("127.0.0.1:5000/a/b:v1"), "127.0.0.1:5000/a/b:v1");
         let hex = "a".repeat(64);
         let r = ImageRef::parse(&format!("busybox@sha256:{hex}")).unwrap();
         assert_eq!(r.tag(), None);
-        assert_eq!(r.digested().unwrap(), format!("docker.io/library/busybox@sha256:{hex}"));
+        assert_eq!(
+            r.digested().unwrap(),
+            format!("docker.io/library/busybox@sha256:{hex}")
+        );
     }
 
     #[test]
     fn refuses_bad_references() {
-        for bad in ["", "UPPER", "me/UPPER", "Me/app", "a b", "x@sha256:123", "-x", "x:"] {
+        for bad in [
+            "",
+            "UPPER",
+            "me/UPPER",
+            "Me/app",
+            "a b",
+            "x@sha256:123",
+            "-x",
+            "x:",
+        ] {
             assert!(ImageRef::parse(bad).is_err(), "{bad:?} should be refused");
         }
     }
 
     #[test]
     fn familiar_names() {
-        assert_eq!(familiar("docker.io/library/busybox:latest"), "busybox:latest");
+        assert_eq!(
+            familiar("docker.io/library/busybox:latest"),
+            "busybox:latest"
+        );
         assert_eq!(familiar("docker.io/library/busybox"), "busybox");
         assert_eq!(familiar("docker.io/me/app:1"), "me/app:1");
-        assert_eq!(familiar("localhost:5000/x:latest"), "localhost:5000/x:latest");
+        assert_eq!(
+            familiar("localhost:5000/x:latest"),
+            "localhost:5000/x:latest"
+        );
     }
 
     #[test]
     fn splits_tags_after_the_port() {
         assert_eq!(split_tag("localhost:5000/x:v1"), ("localhost:5000/x", "v1"));
-        assert_eq!(split_tag("docker.io/library/a:latest"), ("docker.io/library/a", "latest"));
+        assert_eq!(
+            split_tag("docker.io/library/a:latest"),
+            ("docker.io/library/a", "latest")
+        );
     }
 }

@@ -127,7 +127,11 @@ impl LayerStore {
         let (top, rest) = chain_hexes.split_last()?;
         let top = self.layer_dir(top);
         Some(ImageDirs {
-            lower: rest.iter().rev().map(|c| self.layer_dir(c).join("diff")).collect(),
+            lower: rest
+                .iter()
+                .rev()
+                .map(|c| self.layer_dir(c).join("diff"))
+                .collect(),
             upper: top.join("diff"),
             work: top.join("work"),
             merged: top.join("merged"),
@@ -148,7 +152,10 @@ mod tests {
         assert!(!store.exists("abc"));
         store.commit(staged, "abc").unwrap();
         assert!(store.exists("abc"));
-        assert_eq!(fs::read(store.layer_dir("abc").join("diff/f")).unwrap(), b"x");
+        assert_eq!(
+            fs::read(store.layer_dir("abc").join("diff/f")).unwrap(),
+            b"x"
+        );
         assert_eq!(store.list().unwrap(), vec!["abc".to_string()]);
         store.remove("abc").unwrap();
         assert!(store.list().unwrap().is_empty());
@@ -169,9 +176,14 @@ mod tests {
             dir: "/l".into(),
             scratch: "/t".into(),
         };
-        let dirs = store.image_dirs(&["a".into(), "b".into(), "c".into()]).unwrap();
+        let dirs = store
+            .image_dirs(&["a".into(), "b".into(), "c".into()])
+            .unwrap();
         assert_eq!(dirs.upper, PathBuf::from("/l/c/diff"));
-        assert_eq!(dirs.lower, vec![PathBuf::from("/l/b/diff"), PathBuf::from("/l/a/diff")]);
+        assert_eq!(
+            dirs.lower,
+            vec![PathBuf::from("/l/b/diff"), PathBuf::from("/l/a/diff")]
+        );
         assert_eq!(dirs.work, PathBuf::from("/l/c/work"));
     }
 }

@@ -43,7 +43,14 @@ pub fn overlay_supported(scratch: &Path) -> Result<(), String> {
         p("work").display()
     );
     let data = std::ffi::CString::new(data).map_err(|e| format!("overlay options: {e}"))?;
-    mount("overlay", &p("merged"), "overlay", MountFlags::empty(), Some(data.as_c_str()))
-        .map_err(|e| format!("mounting overlay: {e}"))?;
-    unmount(&p("merged"), UnmountFlags::DETACH).map_err(|e| format!("unmounting the overlay probe: {e}"))
+    mount(
+        "overlay",
+        p("merged"),
+        "overlay",
+        MountFlags::empty(),
+        Some(data.as_c_str()),
+    )
+    .map_err(|e| format!("mounting overlay: {e}"))?;
+    unmount(p("merged"), UnmountFlags::DETACH)
+        .map_err(|e| format!("unmounting the overlay probe: {e}"))
 }

@@ -20,7 +20,10 @@ pub struct Berth {
 impl Berth {
     pub fn new() -> Self {
         Berth {
-            dir: tempfile::Builder::new().prefix("berth-test-").tempdir().expect("temp dir"),
+            dir: tempfile::Builder::new()
+                .prefix("berth-test-")
+                .tempdir()
+                .expect("temp dir"),
         }
     }
 
@@ -41,7 +44,10 @@ impl Berth {
     }
 
     pub fn run(&self, args: &[&str]) -> Output {
-        self.command(args).stdin(Stdio::null()).output().expect("run berth")
+        self.command(args)
+            .stdin(Stdio::null())
+            .output()
+            .expect("run berth")
     }
 
     pub fn run_with_stdin(&self, args: &[&str], input: &[u8]) -> Output {
@@ -52,7 +58,12 @@ impl Berth {
             .stderr(Stdio::piped())
             .spawn()
             .expect("spawn berth");
-        child.stdin.take().unwrap().write_all(input).expect("write stdin");
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(input)
+            .expect("write stdin");
         child.wait_with_output().expect("wait berth")
     }
 
@@ -66,15 +77,30 @@ impl Berth {
     /// Runs berth, asserts failure, returns (exit code, stderr).
     pub fn fail(&self, args: &[&str]) -> (i32, String) {
         let out = self.run(args);
-        assert!(!out.status.success(), "berth {args:?} should have failed; stdout: {}", String::from_utf8_lossy(&out.stdout));
-        (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stderr).into_owned())
+        assert!(
+            !out.status.success(),
+            "berth {args:?} should have failed; stdout: {}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
     }
 
     /// Imports the busybox rootfs as `name`, returns the image ID.
     pub fn import_busybox(&self, name: &str) -> String {
         let tar = self.path(&format!("rootfs-{}.tar", name.replace(['/', ':'], "_")));
         std::fs::write(&tar, busybox_rootfs()).unwrap();
-        self.ok(&["import", "--change", r#"CMD ["sh"]"#, tar.to_str().unwrap(), name]).trim().to_string()
+        self.ok(&[
+            "import",
+            "--change",
+            r#"CMD ["sh"]"#,
+            tar.to_str().unwrap(),
+            name,
+        ])
+        .trim()
+        .to_string()
     }
 
     /// Layer directories in the store.
@@ -89,7 +115,11 @@ impl Berth {
 
 pub fn list_dir(p: &Path) -> Vec<String> {
     let mut v: Vec<String> = std::fs::read_dir(p)
-        .map(|rd| rd.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect())
+        .map(|rd| {
+            rd.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
         .unwrap_or_default();
     v.sort();
     v
@@ -107,7 +137,8 @@ pub fn assert_success(out: &Output, args: &[&str]) {
 /// A tar of a minimal root filesystem: busybox-static and a few applet
 /// links, /etc/passwd, /tmp.
 pub fn busybox_rootfs() -> Vec<u8> {
-    let busybox = std::fs::read(BUSYBOX).unwrap_or_else(|e| panic!("{BUSYBOX}: {e} (install Debian's busybox-static)"));
+    let busybox = std::fs::read(BUSYBOX)
+        .unwrap_or_else(|e| panic!("{BUSYBOX}: {e} (install Debian's busybox-static)"));
     let mut b = TarBuilder::new();
     b.dir("bin", 0o755);
     b.file("bin/busybox", &busybox, 0o755);
@@ -156,10 +187,22 @@ impl TarBuilder {
     }
 
     pub fn file(&mut self, name: &str, data: &[u8], mode: u32) -> &mut Self {
-        self.raw(Self::header(tar::EntryType::Regular, mode, data.len() as u64), name, data)
+        self.raw(
+            Self::header(tar::EntryType::Regular, mode, data.len() as u64),
+            name,
+            data,
+        )
     }
 
-    pub fn file_owned(&mut self, name: &str, data: &[u8], mode: u32, uid: u64, gid: u64, mtime: u64) -> &mut Self {
+    pub fn file_owned(
+        &mut self,
+        name: &str,
+        data: &[u8],
+        mode: u32,
+        uid: u64,
+        gid: u64,
+        mtime: u64,
+    ) -> &mut Self {
         let mut h = Self::header(tar::EntryType::Regular, mode, data.len() as u64);
         h.set_uid(uid);
         h.set_gid(gid);
@@ -187,7 +230,13 @@ impl TarBuilder {
         self.link(tar::EntryType::Link, name, target)
     }
 
-    pub fn device(&mut self, name: &str, kind: tar::EntryType, major: u32, minor: u32) -> &mut Self {
+    pub fn device(
+        &mut self,
+        name: &str,
+        kind: tar::EntryType,
+        major: u32,
+        minor: u32,
+    ) -> &mut Self {
         let mut h = Self::header(kind, 0o666, 0);
         h.set_device_major(major).unwrap();
         h.set_device_minor(minor).unwrap();
@@ -195,7 +244,9 @@ impl TarBuilder {
     }
 
     pub fn pax(&mut self, records: &[(&str, &[u8])]) -> &mut Self {
-        self.inner.append_pax_extensions(records.iter().copied()).unwrap();
+        self.inner
+            .append_pax_extensions(records.iter().copied())
+            .unwrap();
         self
     }
 
@@ -208,16 +259,28 @@ impl TarBuilder {
 pub fn sha256_hex(data: &[u8]) -> String {
     use std::process::Command as C;
     // The test's own digest, computed by a tool other than berth.
-    let mut child = C::new("sha256sum").stdin(Stdio::piped()).stdout(Stdio::piped()).spawn().expect("sha256sum");
+    let mut child = C::new("sha256sum")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("sha256sum");
     child.stdin.take().unwrap().write_all(data).unwrap();
     let out = child.wait_with_output().unwrap();
-    String::from_utf8(out.stdout).unwrap().split_whitespace().next().unwrap().to_string()
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_string()
 }
 
 /// A docker-archive (legacy `docker save` layout) with one image of the
 /// given uncompressed layers, tagged `tag`.
 pub fn docker_archive(layers: &[Vec<u8>], tag: &str) -> Vec<u8> {
-    let diff_ids: Vec<String> = layers.iter().map(|l| format!("sha256:{}", sha256_hex(l))).collect();
+    let diff_ids: Vec<String> = layers
+        .iter()
+        .map(|l| format!("sha256:{}", sha256_hex(l)))
+        .collect();
     let config = serde_json::json!({
         "architecture": "amd64",
         "os": "linux",
@@ -237,15 +300,22 @@ pub fn docker_archive(layers: &[Vec<u8>], tag: &str) -> Vec<u8> {
         layer_paths.push(format!("{dir}/layer.tar"));
     }
     b.file(&config_name, &config, 0o644);
-    let manifest = serde_json::json!([{"Config": config_name, "RepoTags": [tag], "Layers": layer_paths}]);
-    b.file("manifest.json", &serde_json::to_vec(&manifest).unwrap(), 0o644);
+    let manifest =
+        serde_json::json!([{"Config": config_name, "RepoTags": [tag], "Layers": layer_paths}]);
+    b.file(
+        "manifest.json",
+        &serde_json::to_vec(&manifest).unwrap(),
+        0o644,
+    );
     b.finish()
 }
 
 /// A layer holding one file of `size` pseudo-random bytes.
 pub fn random_layer(name: &str, size: usize, seed: u64) -> Vec<u8> {
     let mut data = Vec::with_capacity(size);
-    let mut x = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+    let mut x = seed
+        .wrapping_mul(6364136223846793005)
+        .wrapping_add(1442695040888963407);
     while data.len() < size {
         x ^= x << 13;
         x ^= x >> 7;

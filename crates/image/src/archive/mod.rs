@@ -5,7 +5,7 @@
 mod read;
 mod write;
 
-pub use read::{read_archive, ArchiveImage, LayerBlob, ReadArchive};
+pub use read::{read_archive, ArchiveImage, LayerBlob};
 pub use write::{write_archive, ArchiveFormat, SaveImage};
 
 use std::io;
@@ -22,12 +22,17 @@ pub enum ArchiveError {
     Read(#[source] io::Error),
     #[error("writing the archive: {0}")]
     Write(#[source] io::Error),
-    #[error("not an image archive: it has neither manifest.json (docker) nor index.json (OCI layout)")]
+    #[error(
+        "not an image archive: it has neither manifest.json (docker) nor index.json (OCI layout)"
+    )]
     NotAnImageArchive,
     #[error("archive metadata file {name} is larger than {limit} bytes")]
     MetadataTooLarge { name: String, limit: u64 },
     #[error("archive's {name} is not valid: {source}")]
-    Metadata { name: String, source: serde_json::Error },
+    Metadata {
+        name: String,
+        source: serde_json::Error,
+    },
     #[error("archive's {referenced_by} names {path:?}, which the archive does not contain")]
     MissingFile { path: String, referenced_by: String },
     #[error("archive's {path} does not match its digest: {source}")]

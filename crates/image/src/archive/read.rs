@@ -36,14 +36,6 @@ pub struct ArchiveImage {
     pub names: Vec<String>,
 }
 
-#[derive(Debug, Default)]
-pub struct ReadArchive {
-    pub images: Vec<ArchiveImage>,
-    /// Blobs this read added to the store; those no image ends up using
-    /// are the caller's to remove.
-    pub added: Vec<Digest>,
-}
-
 #[derive(Deserialize)]
 #[serde(rename_all = "PascalCase")]
 struct DockerManifestEntry {
@@ -53,12 +45,18 @@ struct DockerManifestEntry {
     layers: Vec<String>,
 }
 
-/// Reads a docker-archive or OCI-layout tar stream.
-pub fn read_archive<R: Read>(reader: R, store: &BlobStore) -> Result<ReadArchive, ArchiveError> {
+/// Reads a docker-archive or OCI-layout tar stream. Every blob it adds to
+/// the store is pushed to `added`, even when it then fails: those that no
+/// image ends up using are the caller's to remove.
+pub fn read_archive<R: Read>(
+    reader: R,
+    store: &BlobStore,
+    added: &mut Vec<Digest>,
+) -> Result<Vec<ArchiveImage>, ArchiveError> {
     let mut files: HashMap<String, (Digest, u64)> = HashMap::new();
     let mut links: HashMap<String, String> = HashMap::new();
     let mut metadata: BTreeMap<String, Vec<u8>> = BTreeMap::new();
-    let mut out = ReadArchive::default();
+    let mut images: Vec<ArchiveImage> = Vec::new();
 
     let mut archive = tar::Archive::new(reader);
     for entry in archive.entries().map_err(ArchiveError::Read)? {
@@ -80,7 +78,10 @@ pub fn read_archive<R: Read>(reader: R, store: &BlobStore) -> Result<ReadArchive
             tar::EntryType::Regular | tar::EntryType::Continuous => {}
             _ => continue,
         }
-        if matches!(path.as_str(), "manifest.json" | "index.json" | "oci-layout" | "repositories") {
+        if matches!(
+            path.as_str(),
+            "manifest.json" | "index.json" | "oci-layout" | "repositories"
+        ) {
             if entry.size() > METADATA_LIMIT {
                 return Err(ArchiveError::MetadataTooLarge {
                     name: path,
@@ -92,14 +93,15 @@ pub fn read_archive<R: Read>(reader: R, store: &BlobStore) -> Result<ReadArchive
             metadata.insert(path, buf);
             continue;
         }
+        // Any other file may be content: docker's layouts name configs and
+        // layers freely (`<id>.json`, `<id>/layer.tar`, skopeo's `<id>.tar`);
+        // the manifest says which is which once the stream has been read.
         let expected = match path.strip_prefix("blobs/sha256/") {
             Some(hex) => match Digest::parse(hex) {
                 Ok(d) => Some(d),
                 Err(_) => continue,
             },
-            // The legacy docker layout: <id>.json configs and <id>/layer.tar.
-            None if path.ends_with("/layer.tar") || (!path.contains('/') && path.ends_with(".json")) => None,
-            None => continue,
+            None => None,
         };
         if let Some(d) = &expected {
             if store.contains(d) {
@@ -109,12 +111,14 @@ pub fn read_archive<R: Read>(reader: R, store: &BlobStore) -> Result<ReadArchive
         }
         let mut w = store.writer()?;
         std::io::copy(&mut entry, &mut w).map_err(ArchiveError::Read)?;
-        let stored = w.commit(expected.as_ref()).map_err(|source| ArchiveError::BlobDigest {
-            path: path.clone(),
-            source,
-        })?;
+        let stored = w
+            .commit(expected.as_ref())
+            .map_err(|source| ArchiveError::BlobDigest {
+                path: path.clone(),
+                source,
+            })?;
         if stored.new {
-            out.added.push(stored.digest.clone());
+            added.push(stored.digest.clone());
         }
         files.insert(path, (stored.digest, stored.size));
     }
@@ -147,7 +151,9 @@ pub fn read_archive<R: Read>(reader: R, store: &BlobStore) -> Result<ReadArchive
             let layers = e
                 .layers
                 .iter()
-                .map(|l| lookup(l, "manifest.json").map(|(digest, size)| LayerBlob { digest, size }))
+                .map(|l| {
+                    lookup(l, "manifest.json").map(|(digest, size)| LayerBlob { digest, size })
+                })
                 .collect::<Result<Vec<_>, _>>()?;
             let names = e
                 .repo_tags
@@ -155,7 +161,7 @@ pub fn read_archive<R: Read>(reader: R, store: &BlobStore) -> Result<ReadArchive
                 .iter()
                 .filter_map(|t| ImageRef::parse(t).ok().and_then(|r| r.tagged()))
                 .collect();
-            out.images.push(ArchiveImage {
+            images.push(ArchiveImage {
                 manifest: None,
                 config,
                 layers,
@@ -164,16 +170,20 @@ pub fn read_archive<R: Read>(reader: R, store: &BlobStore) -> Result<ReadArchive
         }
     } else if let Some(raw) = metadata.get("index.json") {
         let index_digest = Digest::of(raw);
-        let index: Index = serde_json::from_slice(raw).map_err(|source| ArchiveError::Metadata {
-            name: "index.json".into(),
-            source,
-        })?;
+        let index: Index =
+            serde_json::from_slice(raw).map_err(|source| ArchiveError::Metadata {
+                name: "index.json".into(),
+                source,
+            })?;
         for desc in &index.manifests {
             let names = names_from_annotations(&desc.annotations);
             let manifest_digest = resolve_platform(store, desc, &index_digest)?;
             let manifest = Manifest::parse(&store.read(&manifest_digest)?, &manifest_digest)?;
             // A layout may hold one image under several names: merge them.
-            if let Some(existing) = out.images.iter_mut().find(|i| i.manifest.as_ref() == Some(&manifest_digest)) {
+            if let Some(existing) = images
+                .iter_mut()
+                .find(|i| i.manifest.as_ref() == Some(&manifest_digest))
+            {
                 existing.names.extend(names);
                 continue;
             }
@@ -185,7 +195,7 @@ pub fn read_archive<R: Read>(reader: R, store: &BlobStore) -> Result<ReadArchive
                     });
                 }
             }
-            out.images.push(ArchiveImage {
+            images.push(ArchiveImage {
                 manifest: Some(manifest_digest),
                 config: manifest.config.digest.clone(),
                 layers: manifest
@@ -202,7 +212,7 @@ pub fn read_archive<R: Read>(reader: R, store: &BlobStore) -> Result<ReadArchive
     } else {
         return Err(ArchiveError::NotAnImageArchive);
     }
-    Ok(out)
+    Ok(images)
 }
 
 /// Follows an index entry to the manifest of this machine's platform.
@@ -226,7 +236,9 @@ fn resolve_platform(
         .iter()
         .find(|m| {
             m.platform.as_ref().is_some_and(|p| {
-                p.os == host.os && p.architecture == host.architecture && (p.variant.is_none() || p.variant == host.variant)
+                p.os == host.os
+                    && p.architecture == host.architecture
+                    && (p.variant.is_none() || p.variant == host.variant)
             })
         })
         .ok_or_else(|| ArchiveError::NoPlatform {

@@ -20,7 +20,10 @@ use super::ArchiveError;
 use crate::blobstore::BlobStore;
 use crate::compression;
 use crate::digest::{Digest, HashingReader};
-use crate::manifest::{Descriptor, Index, Manifest, ANNOTATION_IMAGE_NAME, ANNOTATION_REF_NAME, OCI_CONFIG, OCI_INDEX, OCI_MANIFEST};
+use crate::manifest::{
+    Descriptor, Index, Manifest, ANNOTATION_IMAGE_NAME, ANNOTATION_REF_NAME, OCI_CONFIG, OCI_INDEX,
+    OCI_MANIFEST,
+};
 use crate::reference::{familiar, split_tag};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -81,17 +84,28 @@ pub fn write_archive<W: Write>(
                 let mut layers = Vec::new();
                 for (layer, diff_id) in image.manifest.layers.iter().zip(&image.diff_ids) {
                     let size = tar.add_uncompressed_layer(store, scratch, layer, diff_id)?;
-                    layers.push(descriptor(compression::Compression::None.oci_layer_media_type(), diff_id.clone(), size));
+                    layers.push(descriptor(
+                        compression::Compression::None.oci_layer_media_type(),
+                        diff_id.clone(),
+                        size,
+                    ));
                 }
                 let config = &image.manifest.config.digest;
                 tar.add_blob(store, config)?;
-                let manifest = Manifest::oci(descriptor(OCI_CONFIG, config.clone(), store.size(config)?), layers);
+                let manifest = Manifest::oci(
+                    descriptor(OCI_CONFIG, config.clone(), store.size(config)?),
+                    layers,
+                );
                 let bytes = manifest.to_json();
                 let digest = Digest::of(&bytes);
                 tar.add_bytes(&blob_path(&digest), &bytes)?;
                 docker_manifest.push(DockerManifestEntry {
                     config: blob_path(config),
-                    repo_tags: image.names.iter().map(|n| familiar(n).to_string()).collect(),
+                    repo_tags: image
+                        .names
+                        .iter()
+                        .map(|n| familiar(n).to_string())
+                        .collect(),
                     layers: image.diff_ids.iter().map(blob_path).collect(),
                 });
                 descriptor(OCI_MANIFEST, digest, bytes.len() as u64)
@@ -102,8 +116,10 @@ pub fn write_archive<W: Write>(
         }
         for name in &image.names {
             let mut d = manifest_desc.clone();
-            d.annotations.insert(ANNOTATION_IMAGE_NAME.into(), name.clone());
-            d.annotations.insert(ANNOTATION_REF_NAME.into(), split_tag(name).1.to_string());
+            d.annotations
+                .insert(ANNOTATION_IMAGE_NAME.into(), name.clone());
+            d.annotations
+                .insert(ANNOTATION_REF_NAME.into(), split_tag(name).1.to_string());
             index.push(d);
         }
     }
@@ -114,9 +130,15 @@ pub fn write_archive<W: Write>(
         annotations: BTreeMap::new(),
     };
     tar.add_bytes("oci-layout", br#"{"imageLayoutVersion":"1.0.0"}"#)?;
-    tar.add_bytes("index.json", &serde_json::to_vec(&index).expect("index serialises"))?;
+    tar.add_bytes(
+        "index.json",
+        &serde_json::to_vec(&index).expect("index serialises"),
+    )?;
     if format == ArchiveFormat::Docker {
-        tar.add_bytes("manifest.json", &serde_json::to_vec(&docker_manifest).expect("manifest serialises"))?;
+        tar.add_bytes(
+            "manifest.json",
+            &serde_json::to_vec(&docker_manifest).expect("manifest serialises"),
+        )?;
     }
     tar.finish()
 }
@@ -144,7 +166,9 @@ impl<W: Write> TarOut<W> {
         };
         for dir in ["blobs/", "blobs/sha256/"] {
             let mut h = header(0, tar::EntryType::Directory, 0o755);
-            t.builder.append_data(&mut h, dir, io::empty()).map_err(ArchiveError::Write)?;
+            t.builder
+                .append_data(&mut h, dir, io::empty())
+                .map_err(ArchiveError::Write)?;
         }
         Ok(t)
     }
@@ -154,7 +178,9 @@ impl<W: Write> TarOut<W> {
             return Ok(());
         }
         let mut h = header(size, tar::EntryType::Regular, 0o644);
-        self.builder.append_data(&mut h, path, data).map_err(ArchiveError::Write)
+        self.builder
+            .append_data(&mut h, path, data)
+            .map_err(ArchiveError::Write)
     }
 
     fn add_bytes(&mut self, path: &str, bytes: &[u8]) -> Result<(), ArchiveError> {
@@ -192,10 +218,11 @@ impl<W: Write> TarOut<W> {
             compression::decompress(store.open_blob(&layer.digest)?)
                 .map_err(|e| decompress_err(io::Error::other(e.to_string())))?,
         );
-        let mut tmp: File = tempfile::tempfile_in(scratch).map_err(|source| ArchiveError::Scratch {
-            path: scratch.to_path_buf(),
-            source,
-        })?;
+        let mut tmp: File =
+            tempfile::tempfile_in(scratch).map_err(|source| ArchiveError::Scratch {
+                path: scratch.to_path_buf(),
+                source,
+            })?;
         io::copy(&mut reader, &mut tmp).map_err(decompress_err)?;
         let (actual, size) = reader.finish().map_err(decompress_err)?;
         if actual != *diff_id {
