@@ -52,6 +52,8 @@ mod tests {
         let cfg = crate::config::Config::from_spec(dir.path(), &spec).unwrap();
         assert_eq!(cfg.process.args, ["sh"]);
         assert!(cfg.rootfs_readonly);
-        assert_eq!(cfg.resources.devices.len(), 1);
+        // The deny-all rule, then the devices every container keeps.
+        assert_eq!(cfg.resources.devices.len(), 10);
+        assert!(!cfg.resources.devices[0].allow);
     }
 }

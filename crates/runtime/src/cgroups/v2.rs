@@ -153,7 +153,7 @@ mod tests {
         assert_eq!(read(d, "cpu.max"), "50000 100000");
         assert_eq!(read(d, "cpuset.mems"), "0");
         assert_eq!(read(d, "pids.max"), "max");
-        assert_eq!(read(d, "io.weight"), "default 4949");
+        assert_eq!(read(d, "io.weight"), "default 4950");
         assert_eq!(read(d, "io.max"), "8:16 wiops=100");
     }
 

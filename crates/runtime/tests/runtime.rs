@@ -1,0 +1,592 @@
+//! berth-runtime driven through its command line, on bundles made offline
+//! from Debian's busybox-static: what the container sees is what the spec
+//! asked for, and nothing is left behind.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+use serde_json::{json, Value};
+
+const BUSYBOX: &str = "/bin/busybox";
+
+/// A bundle and a runtime root in one temporary directory; every container
+/// made through it is force-deleted on drop.
+struct Bundle {
+    dir: tempfile::TempDir,
+    ids: std::cell::RefCell<Vec<String>>,
+}
+
+impl Bundle {
+    fn new() -> Bundle {
+        let dir = tempfile::Builder::new()
+            .prefix("berth-runtime-test-")
+            .tempdir()
+            .unwrap();
+        let rootfs = dir.path().join("bundle/rootfs");
+        std::fs::create_dir_all(rootfs.join("bin")).unwrap();
+        for d in ["proc", "sys", "dev", "tmp", "etc"] {
+            std::fs::create_dir_all(rootfs.join(d)).unwrap();
+        }
+        std::fs::set_permissions(rootfs.join("tmp"), std::fs::Permissions::from_mode(0o1777))
+            .unwrap();
+        std::fs::copy(BUSYBOX, rootfs.join("bin/busybox"))
+            .unwrap_or_else(|e| panic!("{BUSYBOX}: {e} (install busybox-static)"));
+        let out = Command::new(BUSYBOX).arg("--list").output().unwrap();
+        for applet in String::from_utf8_lossy(&out.stdout).lines() {
+            let _ = std::os::unix::fs::symlink("busybox", rootfs.join("bin").join(applet));
+        }
+        std::fs::write(
+            rootfs.join("etc/passwd"),
+            "root:x:0:0:root:/:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/sh\n",
+        )
+        .unwrap();
+        let b = Bundle {
+            dir,
+            ids: Default::default(),
+        };
+        let spec = b.runtime(&["spec", "--bundle", b.bundle().to_str().unwrap()]);
+        assert!(
+            spec.status.success(),
+            "spec: {}",
+            String::from_utf8_lossy(&spec.stderr)
+        );
+        b
+    }
+
+    fn bundle(&self) -> PathBuf {
+        self.dir.path().join("bundle")
+    }
+
+    fn root(&self) -> PathBuf {
+        self.dir.path().join("state")
+    }
+
+    /// Runs berth-runtime. Its output goes through files, not pipes: a
+    /// created container's init inherits them, and would hold a pipe open
+    /// long after `create` returned.
+    fn runtime(&self, args: &[&str]) -> Output {
+        let out_path = self.dir.path().join("stdout");
+        let err_path = self.dir.path().join("stderr");
+        let status = Command::new(env!("CARGO_BIN_EXE_berth-runtime"))
+            .arg("--root")
+            .arg(self.root())
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(std::fs::File::create(&out_path).unwrap())
+            .stderr(std::fs::File::create(&err_path).unwrap())
+            .status()
+            .unwrap();
+        Output {
+            status,
+            stdout: std::fs::read(&out_path).unwrap(),
+            stderr: std::fs::read(&err_path).unwrap(),
+        }
+    }
+
+    /// Rewrites config.json: the default spec, no terminal, this test's own
+    /// cgroup, then `edit`.
+    fn config(&self, id: &str, edit: impl FnOnce(&mut Value)) {
+        let path = self.bundle().join("config.json");
+        let mut c: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        c["process"]["terminal"] = json!(false);
+        c["linux"]["cgroupsPath"] = json!(cgroup_path(id));
+        edit(&mut c);
+        std::fs::write(&path, serde_json::to_string_pretty(&c).unwrap()).unwrap();
+    }
+
+    fn id(&self, name: &str) -> String {
+        let id = format!("{name}-{}", std::process::id());
+        self.ids.borrow_mut().push(id.clone());
+        id
+    }
+
+    /// `run` of `args` (with `edit` on the config); returns the output.
+    fn run(&self, name: &str, args: &[&str], edit: impl FnOnce(&mut Value)) -> Output {
+        let id = self.id(name);
+        self.config(&id, |c| {
+            c["process"]["args"] = json!(args);
+            edit(c);
+        });
+        self.runtime(&["run", "--bundle", self.bundle().to_str().unwrap(), &id])
+    }
+
+    /// `run` of a shell script, asserting success; returns stdout.
+    fn sh(&self, name: &str, script: &str, edit: impl FnOnce(&mut Value)) -> String {
+        let out = self.run(name, &["sh", "-c", script], edit);
+        assert!(
+            out.status.success(),
+            "{script}: {:?} {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    fn state(&self, id: &str) -> Value {
+        let out = self.runtime(&["state", id]);
+        assert!(
+            out.status.success(),
+            "state: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).unwrap()
+    }
+}
+
+impl Drop for Bundle {
+    fn drop(&mut self) {
+        for id in self.ids.borrow().iter() {
+            let _ = self.runtime(&["delete", "--force", id]);
+        }
+    }
+}
+
+fn cgroup_path(id: &str) -> String {
+    format!("berth/test-{id}")
+}
+
+fn no_cgroup_left(id: &str) {
+    for h in ["memory", "pids", "cpu", "devices", "freezer", "unified"] {
+        let p = Path::new("/sys/fs/cgroup").join(h).join(cgroup_path(id));
+        assert!(!p.exists(), "{} left behind", p.display());
+    }
+}
+
+#[test]
+fn run_returns_output_and_exit_code() {
+    let b = Bundle::new();
+    let out = b.run(
+        "exit",
+        &["sh", "-c", "echo hello; echo oops >&2; exit 3"],
+        |_| {},
+    );
+    assert_eq!(out.status.code(), Some(3));
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "hello\n");
+    assert_eq!(String::from_utf8_lossy(&out.stderr), "oops\n");
+    let id = format!("exit-{}", std::process::id());
+    assert!(!b.root().join(&id).exists(), "state left after run");
+    no_cgroup_left(&id);
+}
+
+#[test]
+fn the_container_sees_only_itself() {
+    let b = Bundle::new();
+    let out = b.sh(
+        "isolated",
+        "echo pid=$$; hostname; ls /sys/class/net; awk '$5 == \"/\"' /proc/self/mountinfo | wc -l; ls /proc | grep -c '^[0-9]'",
+        |c| c["hostname"] = json!("inside"),
+    );
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines[0], "pid=1");
+    assert_eq!(lines[1], "inside");
+    assert_eq!(lines[2], "lo", "host interfaces visible: {out}");
+    assert_eq!(lines[3], "1", "the rootfs is not the root mount: {out}");
+    assert!(
+        lines[4].parse::<u32>().unwrap() <= 3,
+        "host processes visible: {out}"
+    );
+}
+
+#[test]
+fn capabilities_and_user_are_the_configs() {
+    let b = Bundle::new();
+    let out = b.sh("caps", "grep Cap /proc/self/status; id -u; id -g; id -G; cat /proc/self/attr/current 2>/dev/null; grep NoNewPrivs /proc/self/status", |c| {
+        c["process"]["user"] = json!({"uid": 1000, "gid": 1001, "additionalGids": [20, 30]});
+    });
+    assert!(out.contains("CapBnd:\t0000000020000420"), "{out}");
+    // A non-root user keeps no effective or permitted capability unless asked (ambient).
+    assert!(out.contains("CapEff:\t0000000000000000"), "{out}");
+    assert!(out.contains("\n1000\n1001\n"), "{out}");
+    assert!(out.contains("1001 20 30"), "{out}");
+    assert!(out.contains("NoNewPrivs:\t1"), "{out}");
+}
+
+#[test]
+fn masked_and_readonly_paths_and_readonly_root() {
+    let b = Bundle::new();
+    let out = b.sh(
+        "paths",
+        "wc -c < /proc/timer_list; ls /sys/firmware | wc -l; (echo 1 > /proc/sys/kernel/domainname) 2>/dev/null && echo writable-sys || echo ro-sys; touch /newfile 2>/dev/null && echo writable-root || echo ro-root; touch /tmp/x 2>/dev/null && echo writable-tmp || echo ro-tmp",
+        |c| {
+            c["mounts"].as_array_mut().unwrap().push(json!({"destination": "/tmp", "type": "tmpfs", "source": "tmpfs", "options": ["nosuid", "nodev"]}));
+        },
+    );
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(
+        lines,
+        ["0", "0", "ro-sys", "ro-root", "writable-tmp"],
+        "{out}"
+    );
+}
+
+#[test]
+fn devices_present_and_absent() {
+    let b = Bundle::new();
+    let out = b.sh(
+        "devices",
+        "ls /dev; head -c 4 /dev/zero | wc -c; ls -l /dev/null | cut -c1; readlink /dev/fd; echo x > /dev/null && echo null-ok",
+        |_| {},
+    );
+    for present in [
+        "null", "zero", "full", "random", "urandom", "tty", "pts", "shm", "mqueue", "ptmx", "fd",
+        "stdin",
+    ] {
+        assert!(
+            out.lines().any(|l| l == present),
+            "/dev/{present} missing: {out}"
+        );
+    }
+    for absent in ["sda", "vda", "kmsg", "mem"] {
+        assert!(
+            !out.lines().any(|l| l == absent),
+            "/dev/{absent} present: {out}"
+        );
+    }
+    assert!(out.contains("\n4\nc\n/proc/self/fd\nnull-ok\n"), "{out}");
+}
+
+#[test]
+fn lifecycle_created_running_stopped_deleted() {
+    let b = Bundle::new();
+    let id = b.id("life");
+    b.config(&id, |c| c["process"]["args"] = json!(["sleep", "100"]));
+    let pid_file = b.dir.path().join("pid");
+    let out = b.runtime(&[
+        "create",
+        "--bundle",
+        b.bundle().to_str().unwrap(),
+        "--pid-file",
+        pid_file.to_str().unwrap(),
+        &id,
+    ]);
+    assert!(
+        out.status.success(),
+        "create: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let s = b.state(&id);
+    assert_eq!(s["status"], "created");
+    assert_eq!(s["id"], id.as_str());
+    assert_eq!(s["ociVersion"], "1.2.0");
+    let pid = s["pid"].as_i64().unwrap();
+    assert_eq!(std::fs::read_to_string(&pid_file).unwrap(), pid.to_string());
+    assert_eq!(
+        std::fs::read_to_string(format!(
+            "/sys/fs/cgroup/pids/{}/cgroup.procs",
+            cgroup_path(&id)
+        ))
+        .unwrap()
+        .trim(),
+        pid.to_string()
+    );
+    let out = b.runtime(&["list", "--format", "json"]);
+    assert!(String::from_utf8_lossy(&out.stdout).contains(&id));
+    // A created container is deleted (its waiting init killed), as runc does.
+    let out = b.runtime(&["delete", &id]);
+    assert!(
+        out.status.success(),
+        "delete: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        !Path::new(&format!("/proc/{pid}")).exists()
+            || std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                .unwrap()
+                .contains(") Z")
+    );
+    no_cgroup_left(&id);
+}
+
+#[test]
+fn start_kill_delete() {
+    let b = Bundle::new();
+    let id = b.id("skd");
+    b.config(&id, |c| c["process"]["args"] = json!(["sleep", "100"]));
+    assert!(b
+        .runtime(&["create", "--bundle", b.bundle().to_str().unwrap(), &id])
+        .status
+        .success());
+    assert_eq!(b.state(&id)["status"], "created");
+    let out = b.runtime(&["start", &id]);
+    assert!(
+        out.status.success(),
+        "start: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(b.state(&id)["status"], "running");
+    let pid = b.state(&id)["pid"].as_i64().unwrap();
+    assert!(std::fs::read_to_string(format!("/proc/{pid}/cmdline"))
+        .unwrap()
+        .starts_with("sleep"));
+    // start twice is refused.
+    let again = b.runtime(&["start", &id]);
+    assert!(!again.status.success());
+    assert!(String::from_utf8_lossy(&again.stderr).contains("is running"));
+    // delete without force refuses a running container.
+    assert!(!b.runtime(&["delete", &id]).status.success());
+    assert!(b.runtime(&["pause", &id]).status.success());
+    assert_eq!(b.state(&id)["status"], "paused");
+    assert!(b.runtime(&["resume", &id]).status.success());
+    assert_eq!(b.state(&id)["status"], "running");
+    let ps = b.runtime(&["ps", "--format", "json", &id]);
+    assert_eq!(
+        serde_json::from_slice::<Vec<i64>>(&ps.stdout).unwrap(),
+        [pid]
+    );
+    assert!(b.runtime(&["kill", &id, "KILL"]).status.success());
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while b.state(&id)["status"] != "stopped" {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "container did not stop"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    let out = b.runtime(&["delete", &id]);
+    assert!(
+        out.status.success(),
+        "delete: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!b.runtime(&["state", &id]).status.success());
+    no_cgroup_left(&id);
+}
+
+#[test]
+fn memory_limit_oom_kills_and_pids_limit_stops_forks() {
+    let b = Bundle::new();
+    let out = b.run(
+        "oom",
+        &["dd", "if=/dev/zero", "of=/dev/null", "bs=64M", "count=1"],
+        |c| {
+            c["linux"]["resources"]["memory"] = json!({"limit": 16 << 20, "swap": 16 << 20});
+        },
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(137),
+        "not OOM-killed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let out = b.sh(
+        "pids",
+        // Only shell builtins after the fork storm: with every slot taken, a
+        // fork for cat would fail too.
+        "sh -c 'for i in 1 2 3 4 5 6 7 8 9 10 11 12; do sleep 3 & done' 2>/dev/null; read max < /sys/fs/cgroup/pids/pids.max; read cur < /sys/fs/cgroup/pids/pids.current; read ev < /sys/fs/cgroup/pids/pids.events; echo $max; echo $cur; echo $ev",
+        |c| c["linux"]["resources"]["pids"] = json!({"limit": 6}),
+    );
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines[0], "6");
+    assert!(
+        lines[1].parse::<u32>().unwrap() <= 6,
+        "more than 6 processes: {out}"
+    );
+    let refused: u32 = lines[2].strip_prefix("max ").unwrap().parse().unwrap();
+    assert!(refused > 0, "no fork was refused: {out}");
+}
+
+#[test]
+fn cpu_limits_reach_the_cgroup_files() {
+    let b = Bundle::new();
+    let out = b.sh(
+        "cpu",
+        "cat /sys/fs/cgroup/cpu/cpu.cfs_quota_us /sys/fs/cgroup/cpu/cpu.cfs_period_us /sys/fs/cgroup/cpu/cpu.shares /sys/fs/cgroup/memory/memory.limit_in_bytes",
+        |c| {
+            c["linux"]["resources"]["cpu"] = json!({"quota": 50000, "period": 100000, "shares": 512});
+            c["linux"]["resources"]["memory"] = json!({"limit": 64 << 20});
+        },
+    );
+    assert_eq!(
+        out.lines().collect::<Vec<_>>(),
+        ["50000", "100000", "512", "67108864"]
+    );
+}
+
+#[test]
+fn no_descriptor_or_host_cwd_leaks_in() {
+    // Checked from the host, on the running process: a look from inside
+    // would see the looking tool's own descriptors.
+    let b = Bundle::new();
+    let id = b.id("fds");
+    b.config(&id, |c| {
+        c["process"]["args"] = json!(["sleep", "100"]);
+        c["process"]["cwd"] = json!("/tmp/work");
+    });
+    assert!(b
+        .runtime(&["create", "--bundle", b.bundle().to_str().unwrap(), &id])
+        .status
+        .success());
+    assert!(b.runtime(&["start", &id]).status.success());
+    let pid = b.state(&id)["pid"].as_i64().unwrap();
+    let mut fds: Vec<String> = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    fds.sort();
+    assert_eq!(
+        fds,
+        ["0", "1", "2"],
+        "descriptors leaked into the container"
+    );
+    // Seen from the host, the cwd is a path inside the container's own root
+    // (the host's root being detached from its mount namespace).
+    let cwd = std::fs::read_link(format!("/proc/{pid}/cwd")).unwrap();
+    assert_eq!(cwd, Path::new("/tmp/work"));
+    let inside = std::fs::metadata(format!("/proc/{pid}/cwd")).unwrap();
+    let expected = std::fs::metadata(b.bundle().join("rootfs/tmp/work")).unwrap();
+    use std::os::unix::fs::MetadataExt;
+    assert_eq!(
+        (inside.dev(), inside.ino()),
+        (expected.dev(), expected.ino()),
+        "the cwd is not the rootfs's /tmp/work"
+    );
+}
+
+#[test]
+fn the_runtime_runs_from_a_sealed_copy() {
+    let b = Bundle::new();
+    let id = b.id("sealed");
+    b.config(&id, |c| c["process"]["args"] = json!(["true"]));
+    assert!(b
+        .runtime(&["create", "--bundle", b.bundle().to_str().unwrap(), &id])
+        .status
+        .success());
+    // Until start, the container's init is the runtime itself.
+    let pid = b.state(&id)["pid"].as_i64().unwrap();
+    let exe = std::fs::read_link(format!("/proc/{pid}/exe")).unwrap();
+    assert!(
+        exe.to_string_lossy().starts_with("/memfd:berth-runtime"),
+        "{}",
+        exe.display()
+    );
+    let write = std::fs::OpenOptions::new()
+        .write(true)
+        .open(format!("/proc/{pid}/exe"));
+    assert!(
+        write.is_err(),
+        "the runtime binary is writable through /proc/<pid>/exe"
+    );
+}
+
+#[test]
+fn errors_are_clear_and_leave_nothing() {
+    let b = Bundle::new();
+    let out = b.run("nocmd", &["no-such-program"], |_| {});
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("executable file not found in $PATH"), "{err}");
+    assert_eq!(err.trim_end().lines().count(), 1, "{err}");
+    let id = format!("nocmd-{}", std::process::id());
+    assert!(!b.root().join(&id).exists());
+    no_cgroup_left(&id);
+
+    let out = b.runtime(&["create", "--bundle", "/nonexistent", "x"]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent"));
+    let out = b.runtime(&["state", "nosuch"]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("does not exist"));
+    let out = b.runtime(&[
+        "create",
+        "--bundle",
+        b.bundle().to_str().unwrap(),
+        "../evil",
+    ]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("invalid container id"));
+    // An rlimit above the hard limit is one clear line.
+    let out = b.run("rlimit", &["true"], |c| {
+        c["process"]["rlimits"] =
+            json!([{"type": "RLIMIT_NOFILE", "soft": 1u64 << 40, "hard": 1u64 << 40}]);
+    });
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("cannot set RLIMIT_NOFILE"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn hooks_get_the_state() {
+    let b = Bundle::new();
+    let log = b.dir.path().join("hooks.log");
+    let hook = |stage: &str| json!({"path": "/bin/sh", "args": ["sh", "-c", format!("echo {stage} $(cat) >> {}", log.display())]});
+    let out = b.run("hooks", &["true"], |c| {
+        c["hooks"] = json!({
+            "createRuntime": [hook("createRuntime")],
+            "poststart": [hook("poststart")],
+            "poststop": [hook("poststop")]
+        });
+    });
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = std::fs::read_to_string(&log).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 3, "{text}");
+    assert!(
+        lines[0].starts_with("createRuntime {") && lines[0].contains("\"status\":\"creating\""),
+        "{text}"
+    );
+    assert!(lines[1].starts_with("poststart {"), "{text}");
+    assert!(
+        lines[2].starts_with("poststop {") && lines[2].contains("hooks-"),
+        "{text}"
+    );
+}
+
+#[test]
+fn user_namespace_maps_root() {
+    let b = Bundle::new();
+    let out = b.sh("userns", "id -u; cat /proc/self/uid_map", |c| {
+        c["linux"]["namespaces"]
+            .as_array_mut()
+            .unwrap()
+            .push(json!({"type": "user"}));
+        c["linux"]["uidMappings"] = json!([{"containerID": 0, "hostID": 100000, "size": 65536}]);
+        c["linux"]["gidMappings"] = json!([{"containerID": 0, "hostID": 100000, "size": 65536}]);
+        // sysfs of a network namespace owned by another user namespace, and
+        // a cgroup bind, are fine; keep the default mounts.
+    });
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines[0], "0");
+    assert_eq!(
+        lines[1].split_whitespace().collect::<Vec<_>>(),
+        ["0", "100000", "65536"]
+    );
+}
+
+#[test]
+fn a_hundred_containers_leak_nothing() {
+    let b = Bundle::new();
+    let mounts_before = std::fs::read_to_string("/proc/self/mountinfo")
+        .unwrap()
+        .lines()
+        .count();
+    let fds_before = std::fs::read_dir("/proc/self/fd").unwrap().count();
+    for i in 0..100 {
+        let out = b.run(&format!("loop{i}"), &["true"], |_| {});
+        assert!(
+            out.status.success(),
+            "run {i}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    assert_eq!(
+        std::fs::read_to_string("/proc/self/mountinfo")
+            .unwrap()
+            .lines()
+            .count(),
+        mounts_before
+    );
+    assert!(std::fs::read_dir("/proc/self/fd").unwrap().count() <= fds_before + 2);
+    assert!(
+        std::fs::read_dir(b.root()).map(|d| d.count()).unwrap_or(0) == 0,
+        "state left"
+    );
+    for i in 0..100 {
+        no_cgroup_left(&format!("loop{i}-{}", std::process::id()));
+    }
+}
