@@ -175,6 +175,7 @@ pub struct Config {
     pub rootfs_propagation: Option<String>,
     pub hooks: Hooks,
     pub annotations: BTreeMap<String, String>,
+    pub seccomp: Option<crate::seccomp::Seccomp>,
 }
 
 impl Config {
@@ -432,6 +433,16 @@ impl Config {
                 .unwrap_or_default()
                 .into_iter()
                 .collect(),
+            seccomp: match linux.and_then(|l| l.seccomp().as_ref()) {
+                // Through JSON: the OCI section and berth's mirror of it
+                // share every field name.
+                Some(s) => Some(
+                    serde_json::to_value(s)
+                        .and_then(serde_json::from_value)
+                        .map_err(|e| invalid(format!("linux.seccomp: {e}")))?,
+                ),
+                None => None,
+            },
         })
     }
 

@@ -151,6 +151,13 @@ fn spawn(
         .namespace(NsKind::User)
         .is_some_and(|n| n.path.is_none());
 
+    // Step 1: the filter is compiled here, so a bad profile fails create
+    // before any process exists.
+    let seccomp = cfg
+        .seccomp
+        .as_ref()
+        .map(crate::seccomp::compile)
+        .transpose()?;
     let (parent_ch, child_ch) = sync::pair().map_err(|e| io("socketpair", dir)(e))?;
     // Step 2: the child starts in its new namespaces.
     match clone_process(flags).map_err(|e| io("clone", dir)(e))? {
@@ -164,10 +171,12 @@ fn spawn(
                 console,
                 join,
                 new_userns,
+                seccomp,
             })
         }
         Forked::Parent { child } => {
             drop(child_ch);
+            drop(seccomp);
             drop(fifo);
             let container = Container {
                 dir: dir.to_path_buf(),

@@ -29,6 +29,8 @@ pub(crate) struct InitArgs<'a> {
     /// a PID namespace, which only takes effect for its children).
     pub join: Vec<(NsKind, OwnedFd)>,
     pub new_userns: bool,
+    /// The compiled seccomp filter, to load last.
+    pub seccomp: Option<libseccomp::ScmpFilterContext>,
 }
 
 /// Never returns: the container's program replaces this process, or it
@@ -173,8 +175,24 @@ fn init(a: &InitArgs<'_>) -> Result<Infallible, ChildError> {
     // capabilities; then the working directory, checked.
     berth_sys::cloexec_from(3)
         .map_err(|e| ChildError::io("file descriptors", "marking close-on-exec", e))?;
+    // Step 11: seccomp as late as possible; without no_new_privs, loading a
+    // filter needs CAP_SYS_ADMIN, so before the capabilities go.
+    let load_seccomp = || -> Result<(), ChildError> {
+        match &a.seccomp {
+            Some(filter) => filter
+                .load()
+                .map_err(|e| ChildError::new("seccomp", format!("loading the filter: {e}"))),
+            None => Ok(()),
+        }
+    };
+    if !cfg.process.no_new_privileges {
+        load_seccomp()?;
+    }
     process::become_user(&cfg.process)?;
     process::enter_cwd(&cfg.process.cwd)?;
+    if cfg.process.no_new_privileges {
+        load_seccomp()?;
+    }
 
     a.channel
         .send(&Message::Ready)

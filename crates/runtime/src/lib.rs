@@ -16,6 +16,7 @@ pub mod lifecycle;
 pub mod mounts;
 mod process;
 pub mod sealed;
+pub mod seccomp;
 pub mod spec;
 pub mod state;
 pub mod sync;

@@ -590,3 +590,26 @@ fn a_hundred_containers_leak_nothing() {
         no_cgroup_left(&format!("loop{i}-{}", std::process::id()));
     }
 }
+
+#[test]
+fn seccomp_filters_syscalls() {
+    let b = Bundle::new();
+    let out = b.sh(
+        "seccomp",
+        "grep '^Seccomp:' /proc/self/status; mkdir /tmp/d 2>&1 || echo refused; touch /tmp/f && echo touched",
+        |c| {
+            c["mounts"].as_array_mut().unwrap().push(json!({"destination": "/tmp", "type": "tmpfs", "source": "tmpfs"}));
+            c["linux"]["seccomp"] = json!({
+                "defaultAction": "SCMP_ACT_ALLOW",
+                "architectures": ["SCMP_ARCH_X86_64"],
+                "syscalls": [{"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO", "errnoRet": 1}]
+            });
+        },
+    );
+    assert!(out.contains("Seccomp:\t2"), "no filter: {out}");
+    assert!(
+        out.contains("Operation not permitted") && out.contains("refused"),
+        "mkdir not refused: {out}"
+    );
+    assert!(out.contains("touched"), "{out}");
+}
