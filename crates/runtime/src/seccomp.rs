@@ -76,7 +76,7 @@ fn compare(a: &Arg) -> Result<ScmpArgCompare, ConfigError> {
 /// skipped (profiles list syscalls of newer kernels), as in runc.
 pub fn compile(s: &Seccomp) -> Result<ScmpFilterContext, ConfigError> {
     let default = action(&s.default_action, s.default_errno_ret)?;
-    let mut ctx = ScmpFilterContext::new(default).map_err(|e| bad(e))?;
+    let mut ctx = ScmpFilterContext::new(default).map_err(bad)?;
     for arch in &s.architectures {
         let a = ScmpArch::from_str(arch).map_err(|e| bad(format!("architecture {arch}: {e}")))?;
         if !ctx.is_arch_present(a).unwrap_or(false) {
@@ -85,7 +85,7 @@ pub fn compile(s: &Seccomp) -> Result<ScmpFilterContext, ConfigError> {
         }
     }
     // berth sets no_new_privs itself, when the process asks for it.
-    ctx.set_ctl_nnp(false).map_err(|e| bad(e))?;
+    ctx.set_ctl_nnp(false).map_err(bad)?;
     for rule in &s.syscalls {
         let act = action(&rule.action, rule.errno_ret)?;
         if act == default {
