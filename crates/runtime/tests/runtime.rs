@@ -613,3 +613,66 @@ fn seccomp_filters_syscalls() {
     );
     assert!(out.contains("touched"), "{out}");
 }
+
+#[test]
+fn terminal_master_goes_to_the_console_socket() {
+    use rustix::net::{recvmsg, RecvAncillaryBuffer, RecvAncillaryMessage, RecvFlags};
+    use std::io::Read;
+    use std::mem::MaybeUninit;
+
+    let b = Bundle::new();
+    let id = b.id("tty");
+    b.config(&id, |c| {
+        c["process"]["terminal"] = json!(true);
+        c["process"]["args"] = json!(["sh", "-c", "tty; stty size; echo hello"]);
+    });
+    let sock = b.dir.path().join("console.sock");
+    let listener = std::os::unix::net::UnixListener::bind(&sock).unwrap();
+    let out = b.runtime(&[
+        "create",
+        "--bundle",
+        b.bundle().to_str().unwrap(),
+        "--console-socket",
+        sock.to_str().unwrap(),
+        &id,
+    ]);
+    assert!(
+        out.status.success(),
+        "create: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (stream, _) = listener.accept().unwrap();
+    let mut name = [0u8; 64];
+    let mut space = [MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(1))];
+    let mut control = RecvAncillaryBuffer::new(&mut space);
+    let got = recvmsg(
+        &stream,
+        &mut [std::io::IoSliceMut::new(&mut name)],
+        &mut control,
+        RecvFlags::empty(),
+    )
+    .unwrap();
+    let pty_name = String::from_utf8_lossy(&name[..got.bytes]).into_owned();
+    assert!(pty_name.starts_with("/dev/pts/"), "{pty_name}");
+    let master = control
+        .drain()
+        .find_map(|m| match m {
+            RecvAncillaryMessage::ScmRights(mut fds) => fds.next(),
+            _ => None,
+        })
+        .expect("the pty master");
+    assert!(b.runtime(&["start", &id]).status.success());
+    let mut text = Vec::new();
+    let mut buf = [0u8; 1024];
+    let mut master = std::fs::File::from(master);
+    // The read ends with EIO once the container's side of the pty closes.
+    while let Ok(n) = master.read(&mut buf) {
+        if n == 0 {
+            break;
+        }
+        text.extend_from_slice(&buf[..n]);
+    }
+    let text = String::from_utf8_lossy(&text);
+    assert!(text.contains(&pty_name), "tty did not name the pty: {text}");
+    assert!(text.contains("hello"), "{text}");
+}
