@@ -153,6 +153,64 @@ pub struct Hooks {
     pub poststop: Vec<Hook>,
 }
 
+impl Process {
+    /// A process as the OCI spec gives it (config.json's `process`, or
+    /// `exec --process`).
+    pub fn from_oci(p: &oci_spec::runtime::Process) -> Result<Process, ConfigError> {
+        let args = p.args().clone().unwrap_or_default();
+        if args.is_empty() {
+            return Err(invalid("process.args must name a program"));
+        }
+        if !p.cwd().is_absolute() {
+            return Err(invalid(format!(
+                "process.cwd {} is not absolute",
+                p.cwd().display()
+            )));
+        }
+        let caps = match p.capabilities() {
+            Some(c) => Caps {
+                bounding: cap_set(c.bounding())?,
+                effective: cap_set(c.effective())?,
+                inheritable: cap_set(c.inheritable())?,
+                permitted: cap_set(c.permitted())?,
+                ambient: cap_set(c.ambient())?,
+            },
+            None => Caps {
+                bounding: CapabilitySet::empty(),
+                effective: CapabilitySet::empty(),
+                inheritable: CapabilitySet::empty(),
+                permitted: CapabilitySet::empty(),
+                ambient: CapabilitySet::empty(),
+            },
+        };
+        let mut rlimits = Vec::new();
+        for r in p.rlimits().iter().flatten() {
+            let name = enum_name(&r.typ());
+            rlimits.push(Rlimit {
+                resource: rlimit_resource(&name)
+                    .ok_or_else(|| invalid(format!("unknown rlimit {name}")))?,
+                name,
+                soft: r.soft(),
+                hard: r.hard(),
+            });
+        }
+        Ok(Process {
+            terminal: p.terminal().unwrap_or(false),
+            args,
+            env: p.env().clone().unwrap_or_default(),
+            cwd: p.cwd().clone(),
+            uid: p.user().uid(),
+            gid: p.user().gid(),
+            additional_gids: p.user().additional_gids().clone().unwrap_or_default(),
+            umask: p.user().umask(),
+            caps,
+            rlimits,
+            no_new_privileges: p.no_new_privileges().unwrap_or(false),
+            oom_score_adj: p.oom_score_adj(),
+        })
+    }
+}
+
 /// A validated container config.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -206,57 +264,7 @@ impl Config {
             .process()
             .as_ref()
             .ok_or_else(|| invalid("process is missing"))?;
-        let args = p.args().clone().unwrap_or_default();
-        if args.is_empty() {
-            return Err(invalid("process.args must name a program"));
-        }
-        if !p.cwd().is_absolute() {
-            return Err(invalid(format!(
-                "process.cwd {} is not absolute",
-                p.cwd().display()
-            )));
-        }
-        let caps = match p.capabilities() {
-            Some(c) => Caps {
-                bounding: cap_set(c.bounding())?,
-                effective: cap_set(c.effective())?,
-                inheritable: cap_set(c.inheritable())?,
-                permitted: cap_set(c.permitted())?,
-                ambient: cap_set(c.ambient())?,
-            },
-            None => Caps {
-                bounding: CapabilitySet::empty(),
-                effective: CapabilitySet::empty(),
-                inheritable: CapabilitySet::empty(),
-                permitted: CapabilitySet::empty(),
-                ambient: CapabilitySet::empty(),
-            },
-        };
-        let mut rlimits = Vec::new();
-        for r in p.rlimits().iter().flatten() {
-            let name = enum_name(&r.typ());
-            rlimits.push(Rlimit {
-                resource: rlimit_resource(&name)
-                    .ok_or_else(|| invalid(format!("unknown rlimit {name}")))?,
-                name,
-                soft: r.soft(),
-                hard: r.hard(),
-            });
-        }
-        let process = Process {
-            terminal: p.terminal().unwrap_or(false),
-            args,
-            env: p.env().clone().unwrap_or_default(),
-            cwd: p.cwd().clone(),
-            uid: p.user().uid(),
-            gid: p.user().gid(),
-            additional_gids: p.user().additional_gids().clone().unwrap_or_default(),
-            umask: p.user().umask(),
-            caps,
-            rlimits,
-            no_new_privileges: p.no_new_privileges().unwrap_or(false),
-            oom_score_adj: p.oom_score_adj(),
-        };
+        let process = Process::from_oci(p)?;
 
         let mut mounts = Vec::new();
         for m in spec.mounts().iter().flatten() {

@@ -10,6 +10,7 @@ pub mod cgroups;
 pub mod config;
 pub mod create;
 mod error;
+pub mod exec;
 pub mod hooks;
 mod init;
 pub mod lifecycle;

@@ -31,6 +31,10 @@ pub enum Message {
     },
     Proceed,
     RunHooks,
+    /// exec: the new process exists, with this (host) PID.
+    Started {
+        pid: i32,
+    },
     Ready,
     Failed(ChildError),
 }

@@ -676,3 +676,102 @@ fn terminal_master_goes_to_the_console_socket() {
     assert!(text.contains(&pty_name), "tty did not name the pty: {text}");
     assert!(text.contains("hello"), "{text}");
 }
+
+#[test]
+fn exec_joins_a_running_container() {
+    let b = Bundle::new();
+    let id = b.id("exec");
+    b.config(&id, |c| {
+        c["process"]["args"] = json!(["sleep", "100"]);
+        c["hostname"] = json!("execbox");
+    });
+    assert!(b
+        .runtime(&["create", "--bundle", b.bundle().to_str().unwrap(), &id])
+        .status
+        .success());
+    assert!(b.runtime(&["start", &id]).status.success());
+
+    let out = b.runtime(&["exec", &id, "sh", "-c", "hostname; cat /proc/1/cmdline | tr '\\0' ' '; echo; grep :memory: /proc/self/cgroup; exit 5"]);
+    assert_eq!(
+        out.status.code(),
+        Some(5),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines[0], "execbox");
+    assert!(lines[1].starts_with("sleep"), "{text}");
+    // At the root of the container's cgroup namespace: its own cgroup.
+    assert!(
+        lines[2].ends_with(":memory:/"),
+        "not in the container's cgroup: {text}"
+    );
+
+    let out = b.runtime(&[
+        "exec",
+        "--user",
+        "1000:1000",
+        "--cwd",
+        "/tmp",
+        "--env",
+        "GREETING=hi",
+        &id,
+        "sh",
+        "-c",
+        "id -u; pwd; echo $GREETING",
+    ]);
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "1000\n/tmp\nhi\n",
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let process = b.dir.path().join("process.json");
+    std::fs::write(&process, r#"{"args": ["sh", "-c", "echo from-json"], "cwd": "/", "user": {"uid": 0, "gid": 0}, "env": ["PATH=/bin"]}"#).unwrap();
+    let out = b.runtime(&["exec", "--process", process.to_str().unwrap(), &id]);
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "from-json\n",
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let out = b.runtime(&["exec", &id, "no-such-program"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("executable file not found"), "{err}");
+    assert_eq!(err.trim_end().lines().count(), 1, "{err}");
+
+    let pid_file = b.dir.path().join("exec.pid");
+    let out = b.runtime(&[
+        "exec",
+        "-d",
+        "--pid-file",
+        pid_file.to_str().unwrap(),
+        &id,
+        "sleep",
+        "50",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let pid: i32 = std::fs::read_to_string(&pid_file)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    assert!(std::fs::read_to_string(format!("/proc/{pid}/cmdline"))
+        .unwrap()
+        .starts_with("sleep"));
+    let ps = b.runtime(&["ps", "--format", "json", &id]);
+    assert!(serde_json::from_slice::<Vec<i32>>(&ps.stdout)
+        .unwrap()
+        .contains(&pid));
+    // delete --force takes the exec'd process down with the container.
+    assert!(b.runtime(&["delete", "--force", &id]).status.success());
+    no_cgroup_left(&id);
+}

@@ -66,6 +66,38 @@ struct CreateArgs {
     id: String,
 }
 
+#[derive(clap::Args)]
+struct ExecArgs {
+    /// The process, as OCI JSON (config.json's "process")
+    #[arg(short, long)]
+    process: Option<PathBuf>,
+    /// Return once the process has started
+    #[arg(short, long)]
+    detach: bool,
+    /// Allocate a terminal (not supported by berth-runtime exec yet)
+    #[arg(short, long)]
+    tty: bool,
+    /// Working directory in the container
+    #[arg(long)]
+    cwd: Option<PathBuf>,
+    /// Extra environment variables (KEY=VALUE)
+    #[arg(short, long)]
+    env: Vec<String>,
+    /// UID[:GID] to run as
+    #[arg(short, long)]
+    user: Option<String>,
+    /// Write the process's PID here
+    #[arg(long)]
+    pid_file: Option<PathBuf>,
+    /// Accepted for runc compatibility (used only with --tty)
+    #[arg(long)]
+    console_socket: Option<PathBuf>,
+    id: String,
+    /// The command and its arguments (when no --process is given)
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    command: Vec<String>,
+}
+
 #[derive(Subcommand)]
 enum Command {
     /// Create a container, ready for start
@@ -83,6 +115,8 @@ enum Command {
         #[arg(long)]
         keep: bool,
     },
+    /// Run a new process in a running container
+    Exec(ExecArgs),
     /// Print a container's state as JSON
     State { id: String },
     /// Send a signal to a container's init (default SIGTERM)
@@ -202,6 +236,7 @@ fn dispatch(cli: &Cli) -> Result<u8, RuntimeError> {
             )?;
             Ok(u8::try_from(code).unwrap_or(255))
         }
+        Command::Exec(a) => exec(root, a),
         Command::State { id } => {
             let c = Container::load(root, id)?;
             println!(
@@ -247,6 +282,58 @@ fn dispatch(cli: &Cli) -> Result<u8, RuntimeError> {
             Ok(0)
         }
     }
+}
+
+fn exec(root: &Path, a: &ExecArgs) -> Result<u8, RuntimeError> {
+    use berth_runtime::config::{ConfigError, Process};
+    use berth_runtime::exec::{process_from_bundle, ExecOptions};
+    let invalid = |m: String| RuntimeError::Config(ConfigError::Invalid(m));
+    if a.tty {
+        return Err(invalid(
+            "exec --tty is not supported by berth-runtime yet".into(),
+        ));
+    }
+    let process = match &a.process {
+        Some(path) => {
+            let text = std::fs::read_to_string(path).map_err(|source| RuntimeError::Io {
+                op: "reading",
+                path: path.clone(),
+                source,
+            })?;
+            let oci: oci_spec::runtime::Process = serde_json::from_str(&text)
+                .map_err(|e| invalid(format!("{}: {e}", path.display())))?;
+            Process::from_oci(&oci)?
+        }
+        None => {
+            if a.command.is_empty() {
+                return Err(invalid("exec needs a command, or --process".into()));
+            }
+            let user = match &a.user {
+                None => None,
+                Some(u) => {
+                    let (uid, gid) = u.split_once(':').unwrap_or((u, "0"));
+                    let num = |s: &str| {
+                        s.parse::<u32>().map_err(|_| {
+                            invalid(format!("--user {u}: expected UID[:GID] as numbers"))
+                        })
+                    };
+                    Some((num(uid)?, num(gid)?))
+                }
+            };
+            let c = Container::load(root, &a.id)?;
+            process_from_bundle(&c, a.command.clone(), &a.env, a.cwd.as_deref(), user)?
+        }
+    };
+    let code = berth_runtime::exec::exec(
+        root,
+        &a.id,
+        &ExecOptions {
+            process,
+            detach: a.detach,
+            pid_file: a.pid_file.clone(),
+        },
+    )?;
+    Ok(u8::try_from(code).unwrap_or(255))
 }
 
 fn list(root: &Path, format: ListFormat, quiet: bool) -> Result<(), RuntimeError> {
