@@ -775,3 +775,29 @@ fn exec_joins_a_running_container() {
     assert!(b.runtime(&["delete", "--force", &id]).status.success());
     no_cgroup_left(&id);
 }
+
+#[test]
+fn namespaces_can_be_joined_by_path() {
+    let b = Bundle::new();
+    let first = b.id("nsowner");
+    b.config(&first, |c| {
+        c["process"]["args"] = json!(["sleep", "100"]);
+        c["hostname"] = json!("shared-uts");
+    });
+    assert!(b.runtime(&["create", "--bundle", b.bundle().to_str().unwrap(), &first]).status.success());
+    assert!(b.runtime(&["start", &first]).status.success());
+    let pid = b.state(&first)["pid"].as_i64().unwrap();
+    let out = b.sh("nsjoiner", "hostname; readlink /proc/self/ns/net", |c| {
+        c.as_object_mut().unwrap().remove("hostname");
+        for ns in c["linux"]["namespaces"].as_array_mut().unwrap() {
+            if ns["type"] == "uts" || ns["type"] == "network" {
+                let name = if ns["type"] == "uts" { "uts" } else { "net" };
+                ns["path"] = json!(format!("/proc/{pid}/ns/{name}"));
+            }
+        }
+    });
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines[0], "shared-uts");
+    let theirs = std::fs::read_link(format!("/proc/{pid}/ns/net")).unwrap();
+    assert_eq!(lines[1], theirs.to_str().unwrap());
+}
