@@ -9,6 +9,7 @@
 use std::ffi::CString;
 use std::fs;
 use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Component, Path, PathBuf};
 
 use rustix::fs::{self as rfs, FileType, Mode, OFlags, ResolveFlags};
@@ -114,79 +115,70 @@ fn fd_path(fd: &OwnedFd) -> String {
     format!("/proc/self/fd/{}", fd.as_raw_fd())
 }
 
-/// Opens `dest` inside the rootfs (symlinks resolved as if the rootfs were
-/// `/`), creating it (a directory, or an empty file when `file`) and its
-/// missing parents first.
-fn open_in_root(root: &OwnedFd, dest: &Path, file: bool) -> Result<OwnedFd, ChildError> {
-    let resolve = ResolveFlags::IN_ROOT | ResolveFlags::NO_MAGICLINKS;
+const RESOLVE: ResolveFlags = ResolveFlags::IN_ROOT.union(ResolveFlags::NO_MAGICLINKS);
+
+fn open_path(root: &OwnedFd, path: &Path, extra: OFlags) -> Result<OwnedFd, Errno> {
+    rfs::openat2(root, path, OFlags::PATH | OFlags::CLOEXEC | extra, Mode::empty(), RESOLVE)
+}
+
+/// `mkdir -p` of `path` inside the rootfs, every component resolved as if
+/// the rootfs were `/`. A dangling symlink on the way gets its target made
+/// (inside the rootfs too), as runc does.
+fn mkdir_all_in_root(root: &OwnedFd, path: &Path, depth: u32) -> Result<(), ChildError> {
+    if depth > 40 {
+        return Err(err(format!("creating {}", path.display()))(Errno::LOOP));
+    }
     let mut partial = PathBuf::from("/");
-    let components: Vec<_> = dest
-        .components()
-        .filter(|c| matches!(c, Component::Normal(_)))
-        .collect();
-    for (i, c) in components.iter().enumerate() {
-        partial.push(c);
-        let last = i + 1 == components.len();
-        match rfs::openat2(
-            root,
-            &partial,
-            OFlags::PATH | OFlags::CLOEXEC,
-            Mode::empty(),
-            resolve,
-        ) {
-            Ok(fd) if last => return Ok(fd),
+    for c in path.components() {
+        match c {
+            Component::Normal(name) => partial.push(name),
+            Component::ParentDir => {
+                partial.pop();
+                continue;
+            }
+            _ => continue,
+        }
+        match open_path(root, &partial, OFlags::DIRECTORY) {
             Ok(_) => continue,
             Err(Errno::NOENT) => {}
             Err(e) => return Err(err(format!("resolving {}", partial.display()))(e)),
         }
-        let parent = rfs::openat2(
-            root,
-            partial.parent().unwrap_or(Path::new("/")),
-            OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
-            Mode::empty(),
-            resolve,
-        )
-        .map_err(err(format!(
-            "resolving the parent of {}",
-            partial.display()
-        )))?;
-        let name = partial.file_name().expect("a normal component");
-        if last && file {
-            let created = rfs::openat(
-                &parent,
-                name,
-                OFlags::CREATE | OFlags::WRONLY | OFlags::CLOEXEC | OFlags::NOFOLLOW,
-                Mode::from_raw_mode(0o644),
-            );
-            match created {
-                Ok(_) | Err(Errno::EXIST) => {}
-                Err(e) => return Err(err(format!("creating {}", partial.display()))(e)),
-            }
-        } else {
-            match rfs::mkdirat(&parent, name, Mode::from_raw_mode(0o755)) {
-                Ok(()) | Err(Errno::EXIST) => {}
-                Err(e) => return Err(err(format!("creating {}", partial.display()))(e)),
-            }
+        let parent_path = partial.parent().unwrap_or(Path::new("/")).to_path_buf();
+        let parent = open_path(root, &parent_path, OFlags::DIRECTORY).map_err(err(format!("resolving {}", parent_path.display())))?;
+        let name = partial.file_name().expect("a normal component").to_owned();
+        if let Ok(target) = rfs::readlinkat(&parent, &name, Vec::new()) {
+            let target = PathBuf::from(std::ffi::OsStr::from_bytes(target.as_bytes()));
+            mkdir_all_in_root(root, &parent_path.join(target), depth + 1)?;
+            continue;
         }
-        if last {
-            return rfs::openat2(
-                root,
-                &partial,
-                OFlags::PATH | OFlags::CLOEXEC,
-                Mode::empty(),
-                resolve,
-            )
-            .map_err(err(format!("opening {}", partial.display())));
+        match rfs::mkdirat(&parent, &name, Mode::from_raw_mode(0o755)) {
+            Ok(()) | Err(Errno::EXIST) => {}
+            Err(e) => return Err(err(format!("creating {}", partial.display()))(e)),
         }
     }
-    rfs::openat2(
-        root,
-        "/",
-        OFlags::PATH | OFlags::CLOEXEC,
-        Mode::empty(),
-        resolve,
-    )
-    .map_err(err("opening the rootfs"))
+    Ok(())
+}
+
+/// Opens `dest` inside the rootfs (symlinks resolved as if the rootfs were
+/// `/`), creating it (a directory, or an empty file when `file`) and its
+/// missing parents first.
+fn open_in_root(root: &OwnedFd, dest: &Path, file: bool) -> Result<OwnedFd, ChildError> {
+    if let Ok(fd) = open_path(root, dest, OFlags::empty()) {
+        return Ok(fd);
+    }
+    if !file {
+        mkdir_all_in_root(root, dest, 0)?;
+    } else {
+        let parent_path = dest.parent().unwrap_or(Path::new("/"));
+        mkdir_all_in_root(root, parent_path, 0)?;
+        let parent = open_path(root, parent_path, OFlags::DIRECTORY).map_err(err(format!("resolving {}", parent_path.display())))?;
+        let name = dest.file_name().ok_or_else(|| ChildError::new(STAGE, format!("{} names no file", dest.display())))?;
+        match rfs::openat(&parent, name, OFlags::CREATE | OFlags::WRONLY | OFlags::CLOEXEC | OFlags::NOFOLLOW, Mode::from_raw_mode(0o644)) {
+            Ok(_) | Err(Errno::EXIST) => {}
+            Err(e) => return Err(err(format!("creating {}", dest.display()))(e)),
+        }
+    }
+    open_path(root, dest, OFlags::empty()).map_err(err(format!("opening {}", dest.display())))
 }
 
 /// Steps 4 and 5 of the create sequence: private propagation, the rootfs

@@ -801,3 +801,38 @@ fn namespaces_can_be_joined_by_path() {
     let theirs = std::fs::read_link(format!("/proc/{pid}/ns/net")).unwrap();
     assert_eq!(lines[1], theirs.to_str().unwrap());
 }
+
+#[test]
+fn mount_destinations_never_leave_the_rootfs() {
+    // The image holds a symlink to a host directory; a mount onto a path
+    // through it must land inside the rootfs (CVE-2021-30465's class).
+    let b = Bundle::new();
+    let host = tempfile::Builder::new().prefix("berth-host-").tempdir().unwrap();
+    std::os::unix::fs::symlink(host.path(), b.bundle().join("rootfs/escape")).unwrap();
+    let out = b.sh("symlink", "ls -d /escape/sub && echo mounted-inside; grep -c ' /escape/sub\\| '\"$(readlink /escape)\"'/sub ' /proc/self/mountinfo", |c| {
+        c["mounts"].as_array_mut().unwrap().push(json!({"destination": "/escape/sub", "type": "tmpfs", "source": "tmpfs"}));
+    });
+    assert!(out.contains("mounted-inside"), "{out}");
+    assert!(list(host.path()).is_empty(), "the mount created {:?} on the host", list(host.path()));
+    // Inside the rootfs, the symlink's target path was made instead.
+    let inside = b.bundle().join("rootfs").join(host.path().strip_prefix("/").unwrap()).join("sub");
+    assert!(inside.is_dir(), "{} missing", inside.display());
+}
+
+#[test]
+fn the_container_init_is_single_threaded() {
+    // The process that clones has no other thread: a created container's
+    // init (still a copy of the runtime) shows one.
+    let b = Bundle::new();
+    let id = b.id("threads");
+    b.config(&id, |c| c["process"]["args"] = json!(["true"]));
+    assert!(b.runtime(&["create", "--bundle", b.bundle().to_str().unwrap(), &id]).status.success());
+    let pid = b.state(&id)["pid"].as_i64().unwrap();
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    assert!(status.lines().any(|l| l == "Threads:\t1"), "{status}");
+    assert!(status.lines().any(|l| l == "Name:\tberth:init"), "{status}");
+}
+
+fn list(p: &Path) -> Vec<String> {
+    std::fs::read_dir(p).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect()
+}
