@@ -234,6 +234,8 @@ pub struct Config {
     pub hooks: Hooks,
     pub annotations: BTreeMap<String, String>,
     pub seccomp: Option<crate::seccomp::Seccomp>,
+    /// The personality(2) domain: 0 (PER_LINUX) or 8 (PER_LINUX32).
+    pub personality: Option<u32>,
 }
 
 impl Config {
@@ -441,6 +443,14 @@ impl Config {
                 .unwrap_or_default()
                 .into_iter()
                 .collect(),
+            personality: match linux.and_then(|l| l.personality().as_ref()) {
+                None => None,
+                Some(p) => Some(match enum_name(&p.domain()).as_str() {
+                    "LINUX" => 0,
+                    "LINUX32" => 8,
+                    other => return Err(invalid(format!("unknown personality domain {other:?}"))),
+                }),
+            },
             seccomp: match linux.and_then(|l| l.seccomp().as_ref()) {
                 // Through JSON: the OCI section and berth's mirror of it
                 // share every field name.

@@ -156,6 +156,10 @@ fn init(a: &InitArgs<'_>) -> Result<Infallible, ChildError> {
     if cfg.rootfs_readonly {
         mounts::readonly_root()?;
     }
+    if let Some(persona) = cfg.personality {
+        berth_sys::set_personality(persona)
+            .map_err(|e| ChildError::io("personality", persona, e))?;
+    }
     if let Some(adj) = cfg.process.oom_score_adj {
         fs::write("/proc/self/oom_score_adj", adj.to_string())
             .map_err(|e| ChildError::io("oom_score_adj", adj, e))?;

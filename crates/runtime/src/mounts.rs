@@ -118,7 +118,13 @@ fn fd_path(fd: &OwnedFd) -> String {
 const RESOLVE: ResolveFlags = ResolveFlags::IN_ROOT.union(ResolveFlags::NO_MAGICLINKS);
 
 fn open_path(root: &OwnedFd, path: &Path, extra: OFlags) -> Result<OwnedFd, Errno> {
-    rfs::openat2(root, path, OFlags::PATH | OFlags::CLOEXEC | extra, Mode::empty(), RESOLVE)
+    rfs::openat2(
+        root,
+        path,
+        OFlags::PATH | OFlags::CLOEXEC | extra,
+        Mode::empty(),
+        RESOLVE,
+    )
 }
 
 /// `mkdir -p` of `path` inside the rootfs, every component resolved as if
@@ -144,7 +150,8 @@ fn mkdir_all_in_root(root: &OwnedFd, path: &Path, depth: u32) -> Result<(), Chil
             Err(e) => return Err(err(format!("resolving {}", partial.display()))(e)),
         }
         let parent_path = partial.parent().unwrap_or(Path::new("/")).to_path_buf();
-        let parent = open_path(root, &parent_path, OFlags::DIRECTORY).map_err(err(format!("resolving {}", parent_path.display())))?;
+        let parent = open_path(root, &parent_path, OFlags::DIRECTORY)
+            .map_err(err(format!("resolving {}", parent_path.display())))?;
         let name = partial.file_name().expect("a normal component").to_owned();
         if let Ok(target) = rfs::readlinkat(&parent, &name, Vec::new()) {
             let target = PathBuf::from(std::ffi::OsStr::from_bytes(target.as_bytes()));
@@ -171,9 +178,17 @@ fn open_in_root(root: &OwnedFd, dest: &Path, file: bool) -> Result<OwnedFd, Chil
     } else {
         let parent_path = dest.parent().unwrap_or(Path::new("/"));
         mkdir_all_in_root(root, parent_path, 0)?;
-        let parent = open_path(root, parent_path, OFlags::DIRECTORY).map_err(err(format!("resolving {}", parent_path.display())))?;
-        let name = dest.file_name().ok_or_else(|| ChildError::new(STAGE, format!("{} names no file", dest.display())))?;
-        match rfs::openat(&parent, name, OFlags::CREATE | OFlags::WRONLY | OFlags::CLOEXEC | OFlags::NOFOLLOW, Mode::from_raw_mode(0o644)) {
+        let parent = open_path(root, parent_path, OFlags::DIRECTORY)
+            .map_err(err(format!("resolving {}", parent_path.display())))?;
+        let name = dest
+            .file_name()
+            .ok_or_else(|| ChildError::new(STAGE, format!("{} names no file", dest.display())))?;
+        match rfs::openat(
+            &parent,
+            name,
+            OFlags::CREATE | OFlags::WRONLY | OFlags::CLOEXEC | OFlags::NOFOLLOW,
+            Mode::from_raw_mode(0o644),
+        ) {
             Ok(_) | Err(Errno::EXIST) => {}
             Err(e) => return Err(err(format!("creating {}", dest.display()))(e)),
         }

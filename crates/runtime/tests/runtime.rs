@@ -784,7 +784,10 @@ fn namespaces_can_be_joined_by_path() {
         c["process"]["args"] = json!(["sleep", "100"]);
         c["hostname"] = json!("shared-uts");
     });
-    assert!(b.runtime(&["create", "--bundle", b.bundle().to_str().unwrap(), &first]).status.success());
+    assert!(b
+        .runtime(&["create", "--bundle", b.bundle().to_str().unwrap(), &first])
+        .status
+        .success());
     assert!(b.runtime(&["start", &first]).status.success());
     let pid = b.state(&first)["pid"].as_i64().unwrap();
     let out = b.sh("nsjoiner", "hostname; readlink /proc/self/ns/net", |c| {
@@ -807,15 +810,26 @@ fn mount_destinations_never_leave_the_rootfs() {
     // The image holds a symlink to a host directory; a mount onto a path
     // through it must land inside the rootfs (CVE-2021-30465's class).
     let b = Bundle::new();
-    let host = tempfile::Builder::new().prefix("berth-host-").tempdir().unwrap();
+    let host = tempfile::Builder::new()
+        .prefix("berth-host-")
+        .tempdir()
+        .unwrap();
     std::os::unix::fs::symlink(host.path(), b.bundle().join("rootfs/escape")).unwrap();
     let out = b.sh("symlink", "ls -d /escape/sub && echo mounted-inside; grep -c ' /escape/sub\\| '\"$(readlink /escape)\"'/sub ' /proc/self/mountinfo", |c| {
         c["mounts"].as_array_mut().unwrap().push(json!({"destination": "/escape/sub", "type": "tmpfs", "source": "tmpfs"}));
     });
     assert!(out.contains("mounted-inside"), "{out}");
-    assert!(list(host.path()).is_empty(), "the mount created {:?} on the host", list(host.path()));
+    assert!(
+        list(host.path()).is_empty(),
+        "the mount created {:?} on the host",
+        list(host.path())
+    );
     // Inside the rootfs, the symlink's target path was made instead.
-    let inside = b.bundle().join("rootfs").join(host.path().strip_prefix("/").unwrap()).join("sub");
+    let inside = b
+        .bundle()
+        .join("rootfs")
+        .join(host.path().strip_prefix("/").unwrap())
+        .join("sub");
     assert!(inside.is_dir(), "{} missing", inside.display());
 }
 
@@ -826,7 +840,10 @@ fn the_container_init_is_single_threaded() {
     let b = Bundle::new();
     let id = b.id("threads");
     b.config(&id, |c| c["process"]["args"] = json!(["true"]));
-    assert!(b.runtime(&["create", "--bundle", b.bundle().to_str().unwrap(), &id]).status.success());
+    assert!(b
+        .runtime(&["create", "--bundle", b.bundle().to_str().unwrap(), &id])
+        .status
+        .success());
     let pid = b.state(&id)["pid"].as_i64().unwrap();
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
     assert!(status.lines().any(|l| l == "Threads:\t1"), "{status}");
@@ -834,5 +851,23 @@ fn the_container_init_is_single_threaded() {
 }
 
 fn list(p: &Path) -> Vec<String> {
-    std::fs::read_dir(p).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect()
+    std::fs::read_dir(p)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect()
+}
+
+#[test]
+fn personality_oom_score_and_sysctl() {
+    let b = Bundle::new();
+    let out = b.sh(
+        "persona",
+        "uname -m; cat /proc/self/oom_score_adj; cat /proc/sys/net/ipv4/ip_forward",
+        |c| {
+            c["linux"]["personality"] = json!({"domain": "LINUX32"});
+            c["process"]["oomScoreAdj"] = json!(500);
+            c["linux"]["sysctl"] = json!({"net.ipv4.ip_forward": "1"});
+        },
+    );
+    assert_eq!(out.lines().collect::<Vec<_>>(), ["i686", "500", "1"]);
 }

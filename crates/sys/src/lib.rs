@@ -67,6 +67,19 @@ pub fn unshare_namespaces(flags: u64) -> io::Result<()> {
     }
 }
 
+/// `personality(2)`: sets the execution domain (e.g. PER_LINUX32 = 8,
+/// which makes `uname -m` report a 32-bit machine).
+pub fn set_personality(persona: u32) -> io::Result<()> {
+    // SAFETY: personality takes a plain integer and touches no memory of
+    // this process.
+    let ret = unsafe { libc::personality(persona as libc::c_ulong) };
+    if ret == -1 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(())
+    }
+}
+
 fn c_array(items: &[CString]) -> Vec<*const libc::c_char> {
     items
         .iter()
