@@ -236,6 +236,9 @@ pub struct Config {
     pub seccomp: Option<crate::seccomp::Seccomp>,
     /// The personality(2) domain: 0 (PER_LINUX) or 8 (PER_LINUX32).
     pub personality: Option<u32>,
+    /// Clock offsets of a new time namespace, as /proc/self/timens_offsets
+    /// lines: (clock, seconds, nanoseconds).
+    pub time_offsets: Vec<(String, i64, u32)>,
 }
 
 impl Config {
@@ -443,6 +446,24 @@ impl Config {
                 .unwrap_or_default()
                 .into_iter()
                 .collect(),
+            time_offsets: {
+                let mut offsets: Vec<(String, i64, u32)> = linux
+                    .and_then(|l| l.time_offsets().clone())
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(|(clock, o)| (clock, o.secs().unwrap_or(0), o.nanosecs().unwrap_or(0)))
+                    .collect();
+                offsets.sort();
+                if let Some((clock, _, _)) = offsets
+                    .iter()
+                    .find(|(c, _, _)| c != "monotonic" && c != "boottime")
+                {
+                    return Err(invalid(format!(
+                        "timeOffsets: unknown clock {clock:?} (monotonic or boottime)"
+                    )));
+                }
+                offsets
+            },
             personality: match linux.and_then(|l| l.personality().as_ref()) {
                 None => None,
                 Some(p) => Some(match enum_name(&p.domain()).as_str() {

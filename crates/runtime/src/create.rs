@@ -80,12 +80,6 @@ fn create_in(
     let fifo = rustix::fs::open(&fifo_path, OFlags::PATH | OFlags::CLOEXEC, Mode::empty())
         .map_err(|e| io("opening", &fifo_path)(e.into()))?;
 
-    if cfg.namespace(NsKind::Time).is_some() {
-        return Err(crate::config::ConfigError::Invalid(
-            "time namespaces are not supported by berth-runtime yet".into(),
-        )
-        .into());
-    }
     let cgroup_path = cfg
         .cgroups_path
         .clone()
@@ -140,8 +134,10 @@ fn spawn(
                     .map_err(|e| io("opening", path)(e.into()))?;
                 join.push((kind, fd));
             }
-            // Made by the child once it is in the cgroup.
-            (None, NsKind::Cgroup) => {}
+            // Made by the child: the cgroup namespace once it is in its
+            // cgroup, the time namespace (which clone(2) cannot make) just
+            // before exec, which enters it.
+            (None, NsKind::Cgroup | NsKind::Time) => {}
             (None, kind) => flags |= kind.clone_flag(),
         }
     }

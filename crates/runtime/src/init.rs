@@ -156,6 +156,25 @@ fn init(a: &InitArgs<'_>) -> Result<Infallible, ChildError> {
     if cfg.rootfs_readonly {
         mounts::readonly_root()?;
     }
+    if cfg
+        .namespace(NsKind::Time)
+        .is_some_and(|n| n.path.is_none())
+    {
+        berth_sys::unshare_namespaces(berth_sys::clone_flags::NEWTIME)
+            .map_err(|e| ChildError::io("namespaces", "unshare time", e))?;
+        // Offsets are set before any process is in the namespace; exec
+        // puts this one there.
+        let offsets: String = cfg
+            .time_offsets
+            .iter()
+            .map(|(clock, s, n)| format!("{clock} {s} {n}\n"))
+            .collect();
+        if !offsets.is_empty() {
+            fs::write("/proc/self/timens_offsets", &offsets).map_err(|e| {
+                ChildError::io("namespaces", format!("time offsets {offsets:?}"), e)
+            })?;
+        }
+    }
     if let Some(persona) = cfg.personality {
         berth_sys::set_personality(persona)
             .map_err(|e| ChildError::io("personality", persona, e))?;

@@ -871,3 +871,27 @@ fn personality_oom_score_and_sysctl() {
     );
     assert_eq!(out.lines().collect::<Vec<_>>(), ["i686", "500", "1"]);
 }
+
+#[test]
+fn time_namespace_with_offsets() {
+    let b = Bundle::new();
+    let out = b.sh("timens", "cut -d. -f1 /proc/uptime", |c| {
+        c["linux"]["namespaces"]
+            .as_array_mut()
+            .unwrap()
+            .push(json!({"type": "time"}));
+        c["linux"]["timeOffsets"] = json!({"boottime": {"secs": 1000000, "nanosecs": 0}});
+    });
+    let host: u64 = std::fs::read_to_string("/proc/uptime")
+        .unwrap()
+        .split('.')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let inside: u64 = out.trim().parse().unwrap();
+    assert!(
+        inside >= host + 1_000_000 - 5,
+        "uptime {inside} does not carry the offset (host {host})"
+    );
+}

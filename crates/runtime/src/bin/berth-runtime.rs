@@ -392,7 +392,7 @@ fn features() -> serde_json::Value {
             "noatime", "atime", "nodiratime", "diratime", "relatime", "norelatime", "strictatime", "bind", "rbind",
             "private", "rprivate", "shared", "rshared", "slave", "rslave", "unbindable", "runbindable"],
         "linux": {
-            "namespaces": ["cgroup", "ipc", "mount", "network", "pid", "user", "uts"],
+            "namespaces": ["cgroup", "ipc", "mount", "network", "pid", "time", "user", "uts"],
             "cgroup": {"v1": true, "v2": true, "systemd": false, "systemdUser": false},
             "seccomp": {"enabled": true},
             "apparmor": {"enabled": false},

@@ -183,6 +183,11 @@ impl Cgroup {
             Layout::V2 { root } => {
                 v2::enable_controllers(root, &self.path)?;
                 mkdir(&root.join(&self.path))?;
+                if !resources.devices.is_empty() {
+                    // v2 enforces device rules with an eBPF program, which
+                    // berth-runtime does not load yet: say so, once.
+                    eprintln!("berth-runtime: warning: device cgroup rules are not enforced on cgroup v2 yet");
+                }
                 v2::apply(&root.join(&self.path), resources)
             }
             Layout::V1 { root } | Layout::Hybrid { root } => {
