@@ -42,6 +42,8 @@ pub struct ExecOptions {
     pub process: Process,
     pub detach: bool,
     pub pid_file: Option<PathBuf>,
+    /// Receives the pty master when the process has a terminal.
+    pub console_socket: Option<PathBuf>,
 }
 
 /// The container's config with `args` (and overrides) in place of its
@@ -103,6 +105,20 @@ pub fn exec(root: &Path, id: &str, opts: &ExecOptions) -> Result<i32, RuntimeErr
             join.push((kind, fd));
         }
     }
+    let console: Option<OwnedFd> = match (opts.process.terminal, &opts.console_socket) {
+        (true, Some(path)) => Some(
+            std::os::unix::net::UnixStream::connect(path)
+                .map_err(io("connecting to the console socket", path))?
+                .into(),
+        ),
+        (true, None) => {
+            return Err(crate::config::ConfigError::Invalid(
+                "a terminal needs --console-socket".into(),
+            )
+            .into());
+        }
+        (false, _) => None,
+    };
     let cgroup = c.cgroup()?;
     let (parent_ch, child_ch) = sync::pair().map_err(|e| io("socketpair", &c.dir)(e))?;
     match clone_process(0).map_err(|e| io("fork", &c.dir)(e))? {
@@ -113,6 +129,7 @@ pub fn exec(root: &Path, id: &str, opts: &ExecOptions) -> Result<i32, RuntimeErr
                 &cgroup,
                 &opts.process,
                 seccomp.as_ref(),
+                console.as_ref(),
                 child_ch,
                 opts.detach,
             ) {
@@ -173,6 +190,7 @@ fn joiner(
     cgroup: &crate::cgroups::Cgroup,
     p: &Process,
     seccomp: Option<&libseccomp::ScmpFilterContext>,
+    console: Option<&OwnedFd>,
     ch: Channel,
     detach: bool,
 ) -> Result<i32, (ChildError, Channel)> {
@@ -198,7 +216,7 @@ fn joiner(
     };
     match forked {
         Forked::Child => {
-            let err = match exec_process(p, seccomp) {
+            let err = match exec_process(p, seccomp, console) {
                 Ok(never) => match never {},
                 Err(e) => e,
             };
@@ -233,7 +251,12 @@ fn joiner(
 fn exec_process(
     p: &Process,
     seccomp: Option<&libseccomp::ScmpFilterContext>,
+    console: Option<&OwnedFd>,
 ) -> Result<std::convert::Infallible, ChildError> {
+    if let Some(console) = console {
+        // In the container's mount namespace now: the pty comes from its devpts.
+        process::setup_console(console)?;
+    }
     process::set_rlimits(p)?;
     let program = process::find_program(&p.args, &p.env)?;
     if p.no_new_privileges {

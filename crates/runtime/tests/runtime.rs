@@ -614,17 +614,55 @@ fn seccomp_filters_syscalls() {
     assert!(out.contains("touched"), "{out}");
 }
 
+/// Accepts one connection on a console socket and receives the pty
+/// master (runc's protocol: SCM_RIGHTS, the pty name as payload).
+fn receive_pty(listener: &std::os::unix::net::UnixListener) -> (String, std::fs::File) {
+    use rustix::net::{recvmsg, RecvAncillaryBuffer, RecvAncillaryMessage, RecvFlags};
+    use std::mem::MaybeUninit;
+    let (stream, _) = listener.accept().unwrap();
+    let mut name = [0u8; 64];
+    let mut space = [MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(1))];
+    let mut control = RecvAncillaryBuffer::new(&mut space);
+    let got = recvmsg(
+        &stream,
+        &mut [std::io::IoSliceMut::new(&mut name)],
+        &mut control,
+        RecvFlags::empty(),
+    )
+    .unwrap();
+    let pty_name = String::from_utf8_lossy(&name[..got.bytes]).into_owned();
+    let master = control
+        .drain()
+        .find_map(|m| match m {
+            RecvAncillaryMessage::ScmRights(mut fds) => fds.next(),
+            _ => None,
+        })
+        .expect("the pty master");
+    (pty_name, std::fs::File::from(master))
+}
+
+/// Everything the process behind `master` writes, until it is gone (the
+/// read then fails with EIO).
+fn read_pty(mut master: std::fs::File) -> String {
+    use std::io::Read;
+    let mut text = Vec::new();
+    let mut buf = [0u8; 1024];
+    while let Ok(n) = master.read(&mut buf) {
+        if n == 0 {
+            break;
+        }
+        text.extend_from_slice(&buf[..n]);
+    }
+    String::from_utf8_lossy(&text).into_owned()
+}
+
 #[test]
 fn terminal_master_goes_to_the_console_socket() {
-    use rustix::net::{recvmsg, RecvAncillaryBuffer, RecvAncillaryMessage, RecvFlags};
-    use std::io::Read;
-    use std::mem::MaybeUninit;
-
     let b = Bundle::new();
     let id = b.id("tty");
     b.config(&id, |c| {
         c["process"]["terminal"] = json!(true);
-        c["process"]["args"] = json!(["sh", "-c", "tty; stty size; echo hello"]);
+        c["process"]["args"] = json!(["sh", "-c", "tty; echo hello"]);
     });
     let sock = b.dir.path().join("console.sock");
     let listener = std::os::unix::net::UnixListener::bind(&sock).unwrap();
@@ -641,40 +679,47 @@ fn terminal_master_goes_to_the_console_socket() {
         "create: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let (stream, _) = listener.accept().unwrap();
-    let mut name = [0u8; 64];
-    let mut space = [MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(1))];
-    let mut control = RecvAncillaryBuffer::new(&mut space);
-    let got = recvmsg(
-        &stream,
-        &mut [std::io::IoSliceMut::new(&mut name)],
-        &mut control,
-        RecvFlags::empty(),
-    )
-    .unwrap();
-    let pty_name = String::from_utf8_lossy(&name[..got.bytes]).into_owned();
+    let (pty_name, master) = receive_pty(&listener);
     assert!(pty_name.starts_with("/dev/pts/"), "{pty_name}");
-    let master = control
-        .drain()
-        .find_map(|m| match m {
-            RecvAncillaryMessage::ScmRights(mut fds) => fds.next(),
-            _ => None,
-        })
-        .expect("the pty master");
     assert!(b.runtime(&["start", &id]).status.success());
-    let mut text = Vec::new();
-    let mut buf = [0u8; 1024];
-    let mut master = std::fs::File::from(master);
-    // The read ends with EIO once the container's side of the pty closes.
-    while let Ok(n) = master.read(&mut buf) {
-        if n == 0 {
-            break;
-        }
-        text.extend_from_slice(&buf[..n]);
-    }
-    let text = String::from_utf8_lossy(&text);
+    let text = read_pty(master);
     assert!(text.contains(&pty_name), "tty did not name the pty: {text}");
     assert!(text.contains("hello"), "{text}");
+
+    // exec --tty into a running container, through a console socket too.
+    let id = b.id("ttyexec");
+    b.config(&id, |c| c["process"]["args"] = json!(["sleep", "100"]));
+    assert!(b
+        .runtime(&["create", "--bundle", b.bundle().to_str().unwrap(), &id])
+        .status
+        .success());
+    assert!(b.runtime(&["start", &id]).status.success());
+    let sock = b.dir.path().join("exec.sock");
+    let listener = std::os::unix::net::UnixListener::bind(&sock).unwrap();
+    let reader = std::thread::spawn(move || {
+        let (name, master) = receive_pty(&listener);
+        (name, read_pty(master))
+    });
+    let out = b.runtime(&[
+        "exec",
+        "--tty",
+        "--console-socket",
+        sock.to_str().unwrap(),
+        &id,
+        "sh",
+        "-c",
+        "tty; echo exec-hello",
+    ]);
+    assert!(
+        out.status.success(),
+        "exec: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (name, text) = reader.join().unwrap();
+    assert!(
+        text.contains(&name) && text.contains("exec-hello"),
+        "{text}"
+    );
 }
 
 #[test]

@@ -74,7 +74,7 @@ struct ExecArgs {
     /// Return once the process has started
     #[arg(short, long)]
     detach: bool,
-    /// Allocate a terminal (not supported by berth-runtime exec yet)
+    /// Allocate a terminal (its master goes to --console-socket)
     #[arg(short, long)]
     tty: bool,
     /// Working directory in the container
@@ -89,7 +89,7 @@ struct ExecArgs {
     /// Write the process's PID here
     #[arg(long)]
     pid_file: Option<PathBuf>,
-    /// Accepted for runc compatibility (used only with --tty)
+    /// A unix socket that receives the pty master (with --tty)
     #[arg(long)]
     console_socket: Option<PathBuf>,
     id: String,
@@ -288,11 +288,6 @@ fn exec(root: &Path, a: &ExecArgs) -> Result<u8, RuntimeError> {
     use berth_runtime::config::{ConfigError, Process};
     use berth_runtime::exec::{process_from_bundle, ExecOptions};
     let invalid = |m: String| RuntimeError::Config(ConfigError::Invalid(m));
-    if a.tty {
-        return Err(invalid(
-            "exec --tty is not supported by berth-runtime yet".into(),
-        ));
-    }
     let process = match &a.process {
         Some(path) => {
             let text = std::fs::read_to_string(path).map_err(|source| RuntimeError::Io {
@@ -321,7 +316,9 @@ fn exec(root: &Path, a: &ExecArgs) -> Result<u8, RuntimeError> {
                 }
             };
             let c = Container::load(root, &a.id)?;
-            process_from_bundle(&c, a.command.clone(), &a.env, a.cwd.as_deref(), user)?
+            let mut p = process_from_bundle(&c, a.command.clone(), &a.env, a.cwd.as_deref(), user)?;
+            p.terminal = a.tty;
+            p
         }
     };
     let code = berth_runtime::exec::exec(
@@ -331,6 +328,7 @@ fn exec(root: &Path, a: &ExecArgs) -> Result<u8, RuntimeError> {
             process,
             detach: a.detach,
             pid_file: a.pid_file.clone(),
+            console_socket: a.console_socket.clone(),
         },
     )?;
     Ok(u8::try_from(code).unwrap_or(255))
