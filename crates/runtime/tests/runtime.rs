@@ -940,3 +940,56 @@ fn time_namespace_with_offsets() {
         "uptime {inside} does not carry the offset (host {host})"
     );
 }
+
+#[test]
+fn cgroup2_device_program_enforces_the_rules() {
+    // This machine's cgroup2 hierarchy (at /sys/fs/cgroup/unified on the
+    // hybrid layout, or /sys/fs/cgroup) takes device programs whatever its
+    // controllers: attach one and check what a process in it may open.
+    use berth_runtime::cgroups::{bpf, DeviceRule};
+    let root = if Path::new("/sys/fs/cgroup/unified/cgroup.procs").exists() {
+        "/sys/fs/cgroup/unified"
+    } else {
+        "/sys/fs/cgroup"
+    };
+    let dir = Path::new(root).join(format!("berth/test-bpf-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let rule = |allow, kind, major, minor, access: &str| DeviceRule {
+        allow,
+        kind,
+        major,
+        minor,
+        access: access.into(),
+    };
+    let rules = [
+        rule(false, 'a', None, None, "rwm"),
+        rule(true, 'c', Some(1), Some(3), "rwm"), // /dev/null
+        rule(true, 'c', Some(1), None, "r"),      // any 1:* read-only
+        rule(false, 'c', Some(1), Some(8), "rwm"), // /dev/random: denied after all
+    ];
+    bpf::attach(&dir, &rules).expect("loading and attaching the device program");
+    let script = format!(
+        "echo $$ > {}/cgroup.procs || exit 99; \
+         echo x > /dev/null && echo null-write-ok; \
+         head -c1 /dev/zero >/dev/null 2>&1 && echo zero-read-ok; \
+         (echo x > /dev/zero) 2>/dev/null && echo zero-write-ok; \
+         head -c1 /dev/random >/dev/null 2>&1 && echo random-read-ok; \
+         head -c1 /dev/tty >/dev/null 2>&1 && echo tty-ok; true",
+        dir.display()
+    );
+    let out = Command::new(BUSYBOX)
+        .args(["sh", "-c", &script])
+        .output()
+        .unwrap();
+    let _ = std::fs::remove_dir(&dir);
+    assert!(
+        out.status.success(),
+        "{:?} {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "null-write-ok\nzero-read-ok\n"
+    );
+}

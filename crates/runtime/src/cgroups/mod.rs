@@ -10,6 +10,7 @@
 //! The file writers take the directories they write to, so unit tests
 //! point them at temporary directories.
 
+pub mod bpf;
 pub mod v1;
 pub mod v2;
 
@@ -183,12 +184,11 @@ impl Cgroup {
             Layout::V2 { root } => {
                 v2::enable_controllers(root, &self.path)?;
                 mkdir(&root.join(&self.path))?;
+                v2::apply(&root.join(&self.path), resources)?;
                 if !resources.devices.is_empty() {
-                    // v2 enforces device rules with an eBPF program, which
-                    // berth-runtime does not load yet: say so, once.
-                    eprintln!("berth-runtime: warning: device cgroup rules are not enforced on cgroup v2 yet");
+                    bpf::attach(&root.join(&self.path), &resources.devices)?;
                 }
-                v2::apply(&root.join(&self.path), resources)
+                Ok(())
             }
             Layout::V1 { root } | Layout::Hybrid { root } => {
                 for c in v1::CONTROLLERS {
