@@ -157,7 +157,7 @@ mod tests {
             access: "rwm".into(),
         };
         // Only the prologue and the one unconditional block: no dead code.
-        assert_eq!(program(&[all.clone()]).len(), 6 + 2);
+        assert_eq!(program(std::slice::from_ref(&all)).len(), 6 + 2);
         let null = DeviceRule {
             allow: true,
             kind: 'c',
