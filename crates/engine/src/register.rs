@@ -137,9 +137,12 @@ impl Engine {
             let media_type = Compression::detect(&mut r)
                 .map(Compression::oci_layer_media_type)
                 .unwrap_or(Compression::None.oci_layer_media_type());
-            descs.push(descriptor(media_type, l.digest.clone(), l.size));
+            descs.push(Descriptor::new(media_type, l.digest.clone(), l.size));
         }
-        let manifest = Manifest::oci(descriptor(OCI_CONFIG, config.clone(), config_size), descs);
+        let manifest = Manifest::oci(
+            Descriptor::new(OCI_CONFIG, config.clone(), config_size),
+            descs,
+        );
         Ok(self.blobs.put(&manifest.to_json(), None)?.digest)
     }
 
@@ -152,16 +155,6 @@ impl Engine {
             }
         }
         Ok(())
-    }
-}
-
-fn descriptor(media_type: &str, digest: Digest, size: u64) -> Descriptor {
-    Descriptor {
-        media_type: media_type.into(),
-        digest,
-        size,
-        platform: None,
-        annotations: Default::default(),
     }
 }
 

@@ -123,6 +123,23 @@ impl Bundle {
         String::from_utf8(out.stdout).unwrap()
     }
 
+    /// create + start of container `id` (configured already); returns its PID.
+    fn start(&self, id: &str) -> i64 {
+        let out = self.runtime(&["create", "--bundle", self.bundle().to_str().unwrap(), id]);
+        assert!(
+            out.status.success(),
+            "create: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let out = self.runtime(&["start", id]);
+        assert!(
+            out.status.success(),
+            "start: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        self.state(id)["pid"].as_i64().unwrap()
+    }
+
     fn state(&self, id: &str) -> Value {
         let out = self.runtime(&["state", id]);
         assert!(
@@ -414,11 +431,7 @@ fn no_descriptor_or_host_cwd_leaks_in() {
         c["process"]["args"] = json!(["sleep", "100"]);
         c["process"]["cwd"] = json!("/tmp/work");
     });
-    assert!(b
-        .runtime(&["create", "--bundle", b.bundle().to_str().unwrap(), &id])
-        .status
-        .success());
-    assert!(b.runtime(&["start", &id]).status.success());
+    b.start(&id);
     let pid = b.state(&id)["pid"].as_i64().unwrap();
     let mut fds: Vec<String> = std::fs::read_dir(format!("/proc/{pid}/fd"))
         .unwrap()
@@ -689,11 +702,7 @@ fn terminal_master_goes_to_the_console_socket() {
     // exec --tty into a running container, through a console socket too.
     let id = b.id("ttyexec");
     b.config(&id, |c| c["process"]["args"] = json!(["sleep", "100"]));
-    assert!(b
-        .runtime(&["create", "--bundle", b.bundle().to_str().unwrap(), &id])
-        .status
-        .success());
-    assert!(b.runtime(&["start", &id]).status.success());
+    b.start(&id);
     let sock = b.dir.path().join("exec.sock");
     let listener = std::os::unix::net::UnixListener::bind(&sock).unwrap();
     let reader = std::thread::spawn(move || {
@@ -730,11 +739,7 @@ fn exec_joins_a_running_container() {
         c["process"]["args"] = json!(["sleep", "100"]);
         c["hostname"] = json!("execbox");
     });
-    assert!(b
-        .runtime(&["create", "--bundle", b.bundle().to_str().unwrap(), &id])
-        .status
-        .success());
-    assert!(b.runtime(&["start", &id]).status.success());
+    b.start(&id);
 
     let out = b.runtime(&["exec", &id, "sh", "-c", "hostname; cat /proc/1/cmdline | tr '\\0' ' '; echo; grep :memory: /proc/self/cgroup; exit 5"]);
     assert_eq!(
@@ -829,11 +834,7 @@ fn namespaces_can_be_joined_by_path() {
         c["process"]["args"] = json!(["sleep", "100"]);
         c["hostname"] = json!("shared-uts");
     });
-    assert!(b
-        .runtime(&["create", "--bundle", b.bundle().to_str().unwrap(), &first])
-        .status
-        .success());
-    assert!(b.runtime(&["start", &first]).status.success());
+    b.start(&first);
     let pid = b.state(&first)["pid"].as_i64().unwrap();
     let out = b.sh("nsjoiner", "hostname; readlink /proc/self/ns/net", |c| {
         c.as_object_mut().unwrap().remove("hostname");

@@ -73,7 +73,7 @@ pub fn write_archive<W: Write>(
                 for layer in &image.manifest.layers {
                     tar.add_blob(store, &layer.digest)?;
                 }
-                let desc = descriptor(
+                let desc = Descriptor::new(
                     image.manifest.media_type.as_deref().unwrap_or(OCI_MANIFEST),
                     image.manifest_digest.clone(),
                     store.size(&image.manifest_digest)?,
@@ -84,7 +84,7 @@ pub fn write_archive<W: Write>(
                 let mut layers = Vec::new();
                 for (layer, diff_id) in image.manifest.layers.iter().zip(&image.diff_ids) {
                     let size = tar.add_uncompressed_layer(store, scratch, layer, diff_id)?;
-                    layers.push(descriptor(
+                    layers.push(Descriptor::new(
                         compression::Compression::None.oci_layer_media_type(),
                         diff_id.clone(),
                         size,
@@ -93,7 +93,7 @@ pub fn write_archive<W: Write>(
                 let config = &image.manifest.config.digest;
                 tar.add_blob(store, config)?;
                 let manifest = Manifest::oci(
-                    descriptor(OCI_CONFIG, config.clone(), store.size(config)?),
+                    Descriptor::new(OCI_CONFIG, config.clone(), store.size(config)?),
                     layers,
                 );
                 let bytes = manifest.to_json();
@@ -108,7 +108,7 @@ pub fn write_archive<W: Write>(
                         .collect(),
                     layers: image.diff_ids.iter().map(blob_path).collect(),
                 });
-                descriptor(OCI_MANIFEST, digest, bytes.len() as u64)
+                Descriptor::new(OCI_MANIFEST, digest, bytes.len() as u64)
             }
         };
         if image.names.is_empty() {
@@ -141,16 +141,6 @@ pub fn write_archive<W: Write>(
         )?;
     }
     tar.finish()
-}
-
-fn descriptor(media_type: &str, digest: Digest, size: u64) -> Descriptor {
-    Descriptor {
-        media_type: media_type.into(),
-        digest,
-        size,
-        platform: None,
-        annotations: BTreeMap::new(),
-    }
 }
 
 struct TarOut<W: Write> {
