@@ -955,6 +955,14 @@ fn cgroup2_device_program_enforces_the_rules() {
     };
     let dir = Path::new(root).join(format!("berth/test-bpf-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
+    // Removed even when an assertion fails (the shell below has exited by then).
+    struct RemoveDir(PathBuf);
+    impl Drop for RemoveDir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir(&self.0);
+        }
+    }
+    let _guard = RemoveDir(dir.clone());
     let rule = |allow, kind, major, minor, access: &str| DeviceRule {
         allow,
         kind,
