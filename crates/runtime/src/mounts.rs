@@ -502,7 +502,16 @@ pub fn pivot_root(rootfs: &Path) -> Result<(), ChildError> {
         .map_err(|e| ChildError::errno(stage, format!("chdir {}", rootfs.display()), e))?;
     // pivot_root(".", "."): the old root ends up stacked on the new one,
     // without needing a directory for it inside the image.
-    rustix::process::pivot_root(".", ".").map_err(|e| ChildError::errno(stage, "pivot_root", e))?;
+    match rustix::process::pivot_root(".", ".") {
+        Ok(()) => {}
+        // The host's own root is the initial ramfs, which pivot_root
+        // cannot move: chroot is all there is (as runc and crun do).
+        Err(Errno::INVAL) if is_ramfs("/") => {
+            rustix::process::chroot(".").map_err(|e| ChildError::errno(stage, "chroot", e))?;
+            return rustix::process::chdir("/").map_err(|e| ChildError::errno(stage, "chdir /", e));
+        }
+        Err(e) => return Err(ChildError::errno(stage, "pivot_root", e)),
+    }
     // Make sure the unmount below cannot propagate to the host.
     rmount::mount_change(
         ".",
@@ -512,6 +521,13 @@ pub fn pivot_root(rootfs: &Path) -> Result<(), ChildError> {
     rmount::unmount(".", UnmountFlags::DETACH)
         .map_err(|e| ChildError::errno(stage, "detaching the old root", e))?;
     rustix::process::chdir("/").map_err(|e| ChildError::errno(stage, "chdir /", e))
+}
+
+fn is_ramfs(path: &str) -> bool {
+    const RAMFS_MAGIC: u64 = 0x8584_58f6;
+    const TMPFS_MAGIC: u64 = 0x0102_1994;
+    #[allow(clippy::unnecessary_cast)]
+    rustix::fs::statfs(path).is_ok_and(|s| matches!(s.f_type as u64, RAMFS_MAGIC | TMPFS_MAGIC))
 }
 
 /// Step 8: maskedPaths (hidden under /dev/null or an empty read-only

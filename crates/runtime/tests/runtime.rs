@@ -523,13 +523,19 @@ fn errors_are_clear_and_leave_nothing() {
 fn hooks_get_the_state() {
     let b = Bundle::new();
     let log = b.dir.path().join("hooks.log");
+    let rootfs = b.bundle().join("rootfs");
     let hook = |stage: &str| json!({"path": "/bin/sh", "args": ["sh", "-c", format!("echo {stage} $(cat) >> {}", log.display())]});
     let out = b.run("hooks", &["true"], |c| {
         c["hooks"] = json!({
             "createRuntime": [hook("createRuntime")],
             "poststart": [hook("poststart")],
-            "poststop": [hook("poststop")]
+            "poststop": [hook("poststop")],
+            // In the container's mount namespace before pivot_root (so
+            // through the host's path to the rootfs), then inside it.
+            "createContainer": [{"path": "/bin/sh", "args": ["sh", "-c", format!("cat > {}/created", rootfs.display())]}],
+            "startContainer": [{"path": "/bin/sh", "args": ["sh", "-c", "test -f /created && cat > /started"]}]
         });
+        c["root"]["readonly"] = json!(false);
     });
     assert!(
         out.status.success(),
