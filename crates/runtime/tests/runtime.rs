@@ -123,14 +123,24 @@ impl Bundle {
         String::from_utf8(out.stdout).unwrap()
     }
 
-    /// create + start of container `id` (configured already); returns its PID.
-    fn start(&self, id: &str) -> i64 {
-        let out = self.runtime(&["create", "--bundle", self.bundle().to_str().unwrap(), id]);
+    /// `create` of container `id` (configured already) with `extra` flags;
+    /// asserts success.
+    fn create(&self, id: &str, extra: &[&str]) {
+        let bundle = self.bundle();
+        let mut args = vec!["create", "--bundle", bundle.to_str().unwrap()];
+        args.extend_from_slice(extra);
+        args.push(id);
+        let out = self.runtime(&args);
         assert!(
             out.status.success(),
             "create: {}",
             String::from_utf8_lossy(&out.stderr)
         );
+    }
+
+    /// create + start of container `id` (configured already); returns its PID.
+    fn start(&self, id: &str) -> i64 {
+        self.create(id, &[]);
         let out = self.runtime(&["start", id]);
         assert!(
             out.status.success(),
@@ -269,19 +279,7 @@ fn lifecycle_created_running_stopped_deleted() {
     let id = b.id("life");
     b.config(&id, |c| c["process"]["args"] = json!(["sleep", "100"]));
     let pid_file = b.dir.path().join("pid");
-    let out = b.runtime(&[
-        "create",
-        "--bundle",
-        b.bundle().to_str().unwrap(),
-        "--pid-file",
-        pid_file.to_str().unwrap(),
-        &id,
-    ]);
-    assert!(
-        out.status.success(),
-        "create: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    b.create(&id, &["--pid-file", pid_file.to_str().unwrap()]);
     let s = b.state(&id);
     assert_eq!(s["status"], "created");
     assert_eq!(s["id"], id.as_str());
@@ -320,10 +318,7 @@ fn start_kill_delete() {
     let b = Bundle::new();
     let id = b.id("skd");
     b.config(&id, |c| c["process"]["args"] = json!(["sleep", "100"]));
-    assert!(b
-        .runtime(&["create", "--bundle", b.bundle().to_str().unwrap(), &id])
-        .status
-        .success());
+    b.create(&id, &[]);
     assert_eq!(b.state(&id)["status"], "created");
     let out = b.runtime(&["start", &id]);
     assert!(
@@ -462,10 +457,7 @@ fn the_runtime_runs_from_a_sealed_copy() {
     let b = Bundle::new();
     let id = b.id("sealed");
     b.config(&id, |c| c["process"]["args"] = json!(["true"]));
-    assert!(b
-        .runtime(&["create", "--bundle", b.bundle().to_str().unwrap(), &id])
-        .status
-        .success());
+    b.create(&id, &[]);
     // Until start, the container's init is the runtime itself.
     let pid = b.state(&id)["pid"].as_i64().unwrap();
     let exe = std::fs::read_link(format!("/proc/{pid}/exe")).unwrap();
@@ -685,19 +677,7 @@ fn terminal_master_goes_to_the_console_socket() {
     });
     let sock = b.dir.path().join("console.sock");
     let listener = std::os::unix::net::UnixListener::bind(&sock).unwrap();
-    let out = b.runtime(&[
-        "create",
-        "--bundle",
-        b.bundle().to_str().unwrap(),
-        "--console-socket",
-        sock.to_str().unwrap(),
-        &id,
-    ]);
-    assert!(
-        out.status.success(),
-        "create: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    b.create(&id, &["--console-socket", sock.to_str().unwrap()]);
     let (pty_name, master) = receive_pty(&listener);
     assert!(pty_name.starts_with("/dev/pts/"), "{pty_name}");
     assert!(b.runtime(&["start", &id]).status.success());
@@ -892,10 +872,7 @@ fn the_container_init_is_single_threaded() {
     let b = Bundle::new();
     let id = b.id("threads");
     b.config(&id, |c| c["process"]["args"] = json!(["true"]));
-    assert!(b
-        .runtime(&["create", "--bundle", b.bundle().to_str().unwrap(), &id])
-        .status
-        .success());
+    b.create(&id, &[]);
     let pid = b.state(&id)["pid"].as_i64().unwrap();
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
     assert!(status.lines().any(|l| l == "Threads:\t1"), "{status}");
