@@ -50,6 +50,8 @@ pub enum Command {
     History(HistoryArgs),
     /// Return low-level information on berth objects
     Inspect(InspectArgs),
+    /// Run a command in a new container (foreground; --rm is required for now)
+    Run(RunArgs),
     /// Display system-wide information
     Info(InfoArgs),
     /// Show the berth version information
@@ -221,6 +223,64 @@ pub struct PruneArgs {
     /// Do not prompt for confirmation
     #[arg(short, long)]
     pub force: bool,
+}
+
+#[derive(Args)]
+#[command(disable_help_flag = true)]
+pub struct RunArgs {
+    /// Automatically remove the container when it exits
+    #[arg(long)]
+    pub rm: bool,
+    /// Set environment variables
+    #[arg(short, long)]
+    pub env: Vec<String>,
+    /// Working directory inside the container
+    #[arg(short, long)]
+    pub workdir: Option<String>,
+    /// Username or UID (format: <name|uid>[:<group|gid>])
+    #[arg(short, long)]
+    pub user: Option<String>,
+    /// Container host name
+    #[arg(short = 'h', long)]
+    pub hostname: Option<String>,
+    /// Overwrite the default ENTRYPOINT of the image
+    #[arg(long)]
+    pub entrypoint: Option<String>,
+    /// Memory limit (e.g. 256m, 1g)
+    #[arg(short, long, value_parser = parse_bytes)]
+    pub memory: Option<i64>,
+    /// Number of CPUs
+    #[arg(long)]
+    pub cpus: Option<f64>,
+    /// Print help
+    #[arg(long, action = ArgAction::Help)]
+    pub help: Option<bool>,
+    pub image: String,
+    /// The command and its arguments
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    pub command: Vec<String>,
+}
+
+/// docker's memory sizes: a number with an optional b, k, m or g (powers of 1024).
+pub fn parse_bytes(s: &str) -> Result<i64, String> {
+    let lower = s.trim().to_ascii_lowercase();
+    let (num, unit) = match lower.find(|c: char| c.is_ascii_alphabetic()) {
+        Some(i) => lower.split_at(i),
+        None => (lower.as_str(), ""),
+    };
+    let shift = match unit.trim_end_matches('b') {
+        "" => 0,
+        "k" => 10,
+        "m" => 20,
+        "g" => 30,
+        _ => {
+            return Err(format!(
+                "invalid size {s:?}: use a number with b, k, m or g"
+            ))
+        }
+    };
+    let value: f64 = num.parse().map_err(|_| format!("invalid size {s:?}"))?;
+    Ok((value * (1u64 << shift) as f64) as i64)
 }
 
 #[derive(Args)]

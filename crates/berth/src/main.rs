@@ -5,6 +5,7 @@ mod cli;
 mod format;
 mod images;
 mod info;
+mod run;
 mod transfer;
 
 use std::process::ExitCode;
@@ -35,6 +36,9 @@ pub enum CliError {
     /// The command already printed its errors; only the exit code is left.
     #[error("")]
     Reported,
+    /// The container ran: exit with its code.
+    #[error("")]
+    Exit(u8),
 }
 
 fn main() -> ExitCode {
@@ -46,6 +50,7 @@ fn main() -> ExitCode {
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(CliError::Reported) => ExitCode::from(EXIT_FAILURE),
+        Err(CliError::Exit(code)) => ExitCode::from(code),
         Err(e) => {
             eprintln!("Error: {e}");
             ExitCode::from(match e {
@@ -112,6 +117,7 @@ fn run(cli: Cli) -> Result<(), CliError> {
         Command::Load(a) | Command::Image(ImageCommand::Load(a)) => transfer::load(&mut engine, &a),
         Command::Save(a) | Command::Image(ImageCommand::Save(a)) => transfer::save(&engine, &a),
         Command::Info(a) => info::info(&engine, a.format.as_deref()),
+        Command::Run(a) => run::run(&mut engine, &a),
         Command::Version => unreachable!("handled before the store is opened"),
     }
 }

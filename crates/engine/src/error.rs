@@ -59,6 +59,12 @@ pub enum EngineError {
         expected: Digest,
         actual: Digest,
     },
+    #[error("no command specified: the image {0} has no CMD or ENTRYPOINT, and none was given")]
+    NoCommand(String),
+    #[error("unable to find user {spec}: {reason}")]
+    User { spec: String, reason: String },
+    #[error(transparent)]
+    Runtime(#[from] berth_runtime::RuntimeError),
     #[error(transparent)]
     Reference(#[from] RefError),
     #[error(transparent)]
@@ -84,9 +90,13 @@ impl EngineError {
             ImageNotFound(_) => ErrorKind::NotFound,
             Blob(BlobError::NotFound { .. }) => ErrorKind::NotFound,
             AmbiguousId { .. } | ReferencedInManyRepos { .. } => ErrorKind::Conflict,
-            TagWithDigest(_) | Change { .. } | Filter { .. } | Reference(_) => {
-                ErrorKind::InvalidInput
-            }
+            TagWithDigest(_)
+            | Change { .. }
+            | Filter { .. }
+            | Reference(_)
+            | NoCommand(_)
+            | User { .. } => ErrorKind::InvalidInput,
+            Runtime(_) => ErrorKind::Internal,
             Apply { .. }
             | LayerCompression { .. }
             | LayerStream { .. }

@@ -17,6 +17,8 @@ mod info;
 mod inspect;
 mod lock;
 mod register;
+mod run;
+mod spec;
 
 pub use archive::Loaded;
 pub use error::{EngineError, ErrorKind};
@@ -24,6 +26,7 @@ pub use filters::ImageFilter;
 pub use images::{HistoryRow, ImageDetails, ImageSummary, PruneReport, Removed};
 pub use import::ImportOptions;
 pub use info::{CgroupLayout, Info};
+pub use run::RunOptions;
 
 pub use berth_image::archive::ArchiveFormat;
 

@@ -56,3 +56,14 @@ pub(crate) fn io(
     let path = path.into();
     move |source| RuntimeError::Io { op, path, source }
 }
+
+impl RuntimeError {
+    /// 126 or 127 when the container's program could not be run or found
+    /// (docker's exit codes for those), else None.
+    pub fn exec_status(&self) -> Option<i32> {
+        match self {
+            RuntimeError::Child(e) => e.exec_status,
+            _ => None,
+        }
+    }
+}

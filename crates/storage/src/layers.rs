@@ -37,6 +37,13 @@ impl Staged {
     }
 }
 
+/// An overlay mount to make for a container (the snapshotter returns it;
+/// the engine mounts).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ContainerMount {
+    pub options: String,
+}
+
 /// The directories an overlay mount of an image's layers uses, as docker
 /// reports them in `GraphDriver.Data`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -120,6 +127,34 @@ impl LayerStore {
             }
         }
         Ok(out)
+    }
+
+    /// The overlay mount options for a container: the image's layers
+    /// (bottom first in `chain_hexes`) read-only below its own `upper`.
+    /// An image without layers still gets an (empty) lower directory.
+    pub fn container_mount(
+        &self,
+        chain_hexes: &[String],
+        upper: &Path,
+        work: &Path,
+    ) -> ContainerMount {
+        let mut lower: Vec<String> = chain_hexes
+            .iter()
+            .rev()
+            .map(|c| self.layer_dir(c).join("diff").display().to_string())
+            .collect();
+        if lower.is_empty() {
+            lower.push(self.scratch.join("empty").display().to_string());
+            let _ = fs::create_dir_all(self.scratch.join("empty"));
+        }
+        ContainerMount {
+            options: format!(
+                "lowerdir={},upperdir={},workdir={}",
+                lower.join(":"),
+                upper.display(),
+                work.display()
+            ),
+        }
     }
 
     /// The overlay directories for a stack of layers given bottom first.

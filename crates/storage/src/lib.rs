@@ -13,5 +13,5 @@
 mod layers;
 mod probe;
 
-pub use layers::{ImageDirs, LayerError, LayerStore, Staged};
+pub use layers::{ContainerMount, ImageDirs, LayerError, LayerStore, Staged};
 pub use probe::{backing_filesystem, overlay_supported};

@@ -1,0 +1,45 @@
+//! run: a container in the foreground, with docker's exit codes (125 when
+//! berth failed, 126 when the command cannot run, 127 when it is not
+//! found, else the container's own).
+
+use berth_engine::{Engine, EngineError, RunOptions};
+
+use crate::cli::RunArgs;
+use crate::CliError;
+
+const EXIT_BERTH_FAILED: u8 = 125;
+
+pub fn run(engine: &mut Engine, a: &RunArgs) -> Result<(), CliError> {
+    if !a.rm {
+        // Containers that outlive `run` need records and a monitor, which
+        // are not built yet: say so rather than pretend.
+        eprintln!("berth: run keeps no container yet: pass --rm (berth removes the container when it exits)");
+        return Err(CliError::Exit(EXIT_BERTH_FAILED));
+    }
+    let opts = RunOptions {
+        image: a.image.clone(),
+        command: a.command.clone(),
+        entrypoint: a.entrypoint.clone(),
+        env: a.env.clone(),
+        workdir: a.workdir.clone(),
+        user: a.user.clone(),
+        hostname: a.hostname.clone(),
+        memory: a.memory,
+        cpus: a.cpus,
+    };
+    match engine.run_removed(&opts) {
+        Ok(code) => Err(CliError::Exit(u8::try_from(code).unwrap_or(255))),
+        Err(e) => {
+            eprintln!("berth: {e}");
+            let code = match &e {
+                EngineError::Runtime(berth_runtime_error) => berth_runtime_error
+                    .exec_status()
+                    .unwrap_or(EXIT_BERTH_FAILED as i32),
+                _ => EXIT_BERTH_FAILED as i32,
+            };
+            Err(CliError::Exit(
+                u8::try_from(code).unwrap_or(EXIT_BERTH_FAILED),
+            ))
+        }
+    }
+}

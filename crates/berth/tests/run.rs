@@ -1,0 +1,134 @@
+//! `run --rm` in the foreground: an image's layers under a writable layer,
+//! berth-runtime in-process, docker's exit codes, nothing left behind.
+
+mod common;
+use common::*;
+
+fn mounts_under(p: &std::path::Path) -> usize {
+    let prefix = p.display().to_string();
+    std::fs::read_to_string("/proc/self/mountinfo")
+        .unwrap()
+        .lines()
+        .filter(|l| l.split(' ').nth(4).is_some_and(|m| m.starts_with(&prefix)))
+        .count()
+}
+
+fn assert_nothing_left(b: &Berth) {
+    assert!(
+        list_dir(&b.root().join("containers")).is_empty(),
+        "container dirs left: {:?}",
+        list_dir(&b.root().join("containers"))
+    );
+    assert_eq!(mounts_under(&b.root()), 0, "mounts left under the store");
+    assert!(
+        list_dir(&b.root().join("runtime")).is_empty(),
+        "runtime state left"
+    );
+}
+
+#[test]
+fn run_returns_output_and_exit_code() {
+    let b = Berth::new();
+    b.import_busybox("busybox");
+    let out = b.run(&[
+        "run",
+        "--rm",
+        "busybox",
+        "sh",
+        "-c",
+        "echo hello from $$; echo oops >&2; exit 3",
+    ]);
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "hello from 1\n");
+    assert_eq!(String::from_utf8_lossy(&out.stderr), "oops\n");
+    assert_nothing_left(&b);
+}
+
+#[test]
+fn run_flags_reach_the_container() {
+    let b = Berth::new();
+    b.import_busybox("busybox");
+    let out = b.run(&[
+        "run", "--rm", "-e", "GREETING=hi", "--env", "PATH=/bin", "-w", "/tmp", "-u", "1000:1000", "-h", "box", "-m", "64m", "--cpus", "0.5",
+        "busybox", "sh", "-c",
+        "echo $GREETING; pwd; id -u; id -g; hostname; cat /sys/fs/cgroup/memory/memory.limit_in_bytes /sys/fs/cgroup/cpu/cpu.cfs_quota_us",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .collect::<Vec<_>>(),
+        ["hi", "/tmp", "1000", "1000", "box", "67108864", "50000"]
+    );
+    // The image's CMD when no command is given; --entrypoint replaces it.
+    let out = b.run(&[
+        "run",
+        "--rm",
+        "--entrypoint",
+        "echo",
+        "busybox",
+        "from",
+        "entrypoint",
+    ]);
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "from entrypoint\n");
+    assert_nothing_left(&b);
+}
+
+#[test]
+fn the_writable_layer_is_the_containers_own() {
+    let b = Berth::new();
+    b.import_busybox("busybox");
+    let out = b.run(&[
+        "run",
+        "--rm",
+        "busybox",
+        "sh",
+        "-c",
+        "echo data > /bin/added; rm /etc/passwd; cat /bin/added; ls /etc | wc -l",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "data\n0\n");
+    // The image is untouched, and the next container sees it whole.
+    let upper = b.ok(&["inspect", "-f", "{{.GraphDriver.Data.UpperDir}}", "busybox"]);
+    let layer = std::path::Path::new(upper.trim());
+    assert!(!layer.join("bin/added").exists() && layer.join("etc/passwd").exists());
+    let out = b.run(&["run", "--rm", "busybox", "cat", "/etc/passwd"]);
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("root:"));
+    assert_nothing_left(&b);
+}
+
+#[test]
+fn dockers_exit_codes_for_failures() {
+    let b = Berth::new();
+    b.import_busybox("busybox");
+    let out = b.run(&["run", "--rm", "busybox", "no-such-program"]);
+    assert_eq!(out.status.code(), Some(127));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("executable file not found"));
+    let out = b.run(&["run", "--rm", "busybox", "/etc/passwd"]);
+    assert_eq!(
+        out.status.code(),
+        Some(126),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = b.run(&["run", "--rm", "no-such-image"]);
+    assert_eq!(out.status.code(), Some(125));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("No such image: no-such-image"));
+    let out = b.run(&["run", "busybox", "true"]);
+    assert_eq!(out.status.code(), Some(125));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--rm"));
+    assert_nothing_left(&b);
+}

@@ -1,0 +1,128 @@
+//! `run --rm` in the foreground: the image's layers under a fresh
+//! writable layer (overlayfs), an OCI config made from the image config
+//! and the flags, berth-runtime in-process, and everything removed when
+//! the process exits. Containers that outlive the command (a monitor,
+//! records for `ps`, `start`, `logs`) are not built yet.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use berth_image::config::ImageConfig;
+use berth_runtime::create::CreateOptions;
+use rustix::mount::{mount, unmount, MountFlags, UnmountFlags};
+
+use crate::spec::{container_spec, SpecInput};
+use crate::{Engine, EngineError};
+
+/// What `run` was asked for, flag for flag as docker's.
+#[derive(Debug, Default, Clone)]
+pub struct RunOptions {
+    pub image: String,
+    /// CMD override (the arguments after the image).
+    pub command: Vec<String>,
+    pub entrypoint: Option<String>,
+    pub env: Vec<String>,
+    pub workdir: Option<String>,
+    pub user: Option<String>,
+    pub hostname: Option<String>,
+    /// `-m`, in bytes.
+    pub memory: Option<i64>,
+    /// `--cpus`.
+    pub cpus: Option<f64>,
+}
+
+/// The container's directory and overlay mount, undone on drop whatever
+/// happened in between.
+struct Scratch {
+    dir: PathBuf,
+    mounted: bool,
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        if self.mounted {
+            let _ = unmount(self.dir.join("merged"), UnmountFlags::DETACH);
+        }
+        let _ = fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn random_id() -> Result<String, EngineError> {
+    let mut bytes = [0u8; 32];
+    rustix::rand::getrandom(&mut bytes, rustix::rand::GetRandomFlags::empty()).map_err(|e| {
+        EngineError::Io {
+            path: PathBuf::from("getrandom"),
+            source: e.into(),
+        }
+    })?;
+    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
+}
+
+impl Engine {
+    /// Runs a container in the foreground and removes it; returns the
+    /// exit code of its process.
+    pub fn run_removed(&mut self, opts: &RunOptions) -> Result<i32, EngineError> {
+        let image = self.resolve(&opts.image)?.id;
+        let config = ImageConfig::parse(&self.blobs.read(&image)?, &image)?;
+        let chains: Vec<String> = self
+            .db
+            .layers_of(&image)?
+            .iter()
+            .map(|(c, _, _)| c.hex().to_string())
+            .collect();
+        let id = random_id()?;
+        let io_err = |path: &Path| {
+            let path = path.to_path_buf();
+            move |source| EngineError::Io { path, source }
+        };
+        let mut scratch = Scratch {
+            dir: self.root.join("containers").join(&id),
+            mounted: false,
+        };
+        for sub in ["upper", "work", "merged"] {
+            let p = scratch.dir.join(sub);
+            fs::create_dir_all(&p).map_err(io_err(&p))?;
+        }
+        let dirs = self.layers.container_mount(
+            &chains,
+            &scratch.dir.join("upper"),
+            &scratch.dir.join("work"),
+        );
+        let merged = scratch.dir.join("merged");
+        let data = std::ffi::CString::new(dirs.options).map_err(|_| EngineError::Io {
+            path: merged.clone(),
+            source: std::io::ErrorKind::InvalidInput.into(),
+        })?;
+        mount(
+            "overlay",
+            &merged,
+            "overlay",
+            MountFlags::empty(),
+            Some(data.as_c_str()),
+        )
+        .map_err(|e| io_err(&merged)(e.into()))?;
+        scratch.mounted = true;
+
+        let spec = container_spec(&SpecInput {
+            id: &id,
+            image: &config,
+            rootfs: &merged,
+            opts,
+        })?;
+        let config_path = scratch.dir.join("config.json");
+        fs::write(
+            &config_path,
+            serde_json::to_vec_pretty(&spec).expect("a spec serialises"),
+        )
+        .map_err(io_err(&config_path))?;
+        let state = self.root.join("runtime");
+        Ok(berth_runtime::lifecycle::run(
+            &state,
+            &id,
+            &scratch.dir,
+            &CreateOptions::default(),
+            false,
+            false,
+        )?)
+    }
+}
