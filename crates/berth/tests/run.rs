@@ -93,14 +93,14 @@ fn the_writable_layer_is_the_containers_own() {
         "busybox",
         "sh",
         "-c",
-        "echo data > /bin/added; rm /etc/passwd; cat /bin/added; ls /etc | wc -l",
+        "echo data > /bin/added; rm /etc/passwd; cat /bin/added; test -e /etc/passwd && echo still || echo gone",
     ]);
     assert!(
         out.status.success(),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert_eq!(String::from_utf8_lossy(&out.stdout), "data\n0\n");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "data\ngone\n");
     // The image is untouched, and the next container sees it whole.
     let upper = b.ok(&["inspect", "-f", "{{.GraphDriver.Data.UpperDir}}", "busybox"]);
     let layer = std::path::Path::new(upper.trim());
@@ -131,4 +131,25 @@ fn dockers_exit_codes_for_failures() {
     assert_eq!(out.status.code(), Some(125));
     assert!(String::from_utf8_lossy(&out.stderr).contains("--rm"));
     assert_nothing_left(&b);
+}
+
+#[test]
+fn etc_hostname_hosts_and_resolv_conf_are_generated() {
+    let b = Berth::new();
+    b.import_busybox("busybox");
+    let out = b.run(&["run", "--rm", "-h", "web1", "busybox", "sh", "-c", "cat /etc/hostname; grep web1 /etc/hosts; grep -c nameserver /etc/resolv.conf; grep -c 127.0.0.1 /etc/resolv.conf"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(
+        lines[0],
+        "web1",
+        "{text} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(lines[1], "127.0.1.1\tweb1");
+    assert!(lines[2].parse::<u32>().unwrap() >= 1, "{text}");
+    assert_eq!(lines[3], "0", "a loopback nameserver was kept: {text}");
+    // The image's own /etc/passwd is still there beside the generated files.
+    let out = b.run(&["run", "--rm", "busybox", "cat", "/etc/passwd"]);
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("root:"));
 }

@@ -1,5 +1,6 @@
 //! `run --rm` in the foreground: the image's layers under a fresh
-//! writable layer (overlayfs), an OCI config made from the image config
+//! writable layer (overlayfs), /etc/hostname, hosts and resolv.conf
+//! generated as docker does, an OCI config made from the image config
 //! and the flags, berth-runtime in-process, and everything removed when
 //! the process exits. Containers that outlive the command (a monitor,
 //! records for `ps`, `start`, `logs`) are not built yet.
@@ -11,7 +12,7 @@ use berth_image::config::ImageConfig;
 use berth_runtime::create::CreateOptions;
 use rustix::mount::{mount, unmount, MountFlags, UnmountFlags};
 
-use crate::spec::{container_spec, SpecInput};
+use crate::spec::{container_spec, etc_files, SpecInput};
 use crate::{Engine, EngineError};
 
 /// What `run` was asked for, flag for flag as docker's.
@@ -103,10 +104,21 @@ impl Engine {
         .map_err(|e| io_err(&merged)(e.into()))?;
         scratch.mounted = true;
 
+        let hostname = opts
+            .hostname
+            .clone()
+            .unwrap_or_else(|| id[..12].to_string());
+        let host_resolv = fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+        for (name, content) in etc_files(&hostname, &host_resolv) {
+            let path = scratch.dir.join(name);
+            fs::write(&path, content).map_err(io_err(&path))?;
+        }
         let spec = container_spec(&SpecInput {
             id: &id,
+            hostname: &hostname,
             image: &config,
             rootfs: &merged,
+            etc_dir: &scratch.dir,
             opts,
         })?;
         let config_path = scratch.dir.join("config.json");

@@ -13,9 +13,38 @@ use crate::EngineError;
 
 pub struct SpecInput<'a> {
     pub id: &'a str,
+    pub hostname: &'a str,
     pub image: &'a ImageConfig,
     pub rootfs: &'a Path,
+    /// Where the container's hostname, hosts and resolv.conf files are.
+    pub etc_dir: &'a Path,
     pub opts: &'a RunOptions,
+}
+
+/// The files docker generates for /etc: (name, content).
+pub fn etc_files(hostname: &str, host_resolv_conf: &str) -> Vec<(&'static str, String)> {
+    let hosts = format!(
+        "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\nfe00::0\tip6-localnet\nff00::0\tip6-mcastprefix\nff02::1\tip6-allnodes\nff02::2\tip6-allrouters\n127.0.1.1\t{hostname}\n"
+    );
+    // The host's resolver, less nameservers on its loopback (unreachable
+    // from the container's network namespace); docker's defaults if none is left.
+    let mut resolv: Vec<&str> = host_resolv_conf
+        .lines()
+        .filter(|l| {
+            let mut w = l.split_whitespace();
+            !(w.next() == Some("nameserver")
+                && w.next()
+                    .is_some_and(|a| a.starts_with("127.") || a == "::1"))
+        })
+        .collect();
+    if !resolv.iter().any(|l| l.starts_with("nameserver")) {
+        resolv.extend(["nameserver 8.8.8.8", "nameserver 8.8.4.4"]);
+    }
+    vec![
+        ("hostname", format!("{hostname}\n")),
+        ("hosts", hosts),
+        ("resolv.conf", resolv.join("\n") + "\n"),
+    ]
 }
 
 /// docker's default capability set.
@@ -105,10 +134,7 @@ pub fn container_spec(input: &SpecInput<'_>) -> Result<Value, EngineError> {
     if args.is_empty() {
         return Err(EngineError::NoCommand(opts.image.clone()));
     }
-    let hostname = opts
-        .hostname
-        .clone()
-        .unwrap_or_else(|| input.id[..12].to_string());
+    let hostname = input.hostname;
     let mut env: Vec<String> = input.image.config.env.clone().unwrap_or_default();
     if !env.iter().any(|e| e.starts_with("PATH=")) {
         env.insert(0, DEFAULT_PATH.into());
@@ -170,7 +196,10 @@ pub fn container_spec(input: &SpecInput<'_>) -> Result<Value, EngineError> {
             {"destination": "/sys", "type": "sysfs", "source": "sysfs", "options": ["nosuid", "noexec", "nodev", "ro"]},
             {"destination": "/sys/fs/cgroup", "type": "cgroup", "source": "cgroup", "options": ["ro", "nosuid", "noexec", "nodev"]},
             {"destination": "/dev/mqueue", "type": "mqueue", "source": "mqueue", "options": ["nosuid", "noexec", "nodev"]},
-            {"destination": "/dev/shm", "type": "tmpfs", "source": "shm", "options": ["nosuid", "noexec", "nodev", "mode=1777", "size=67108864"]}
+            {"destination": "/dev/shm", "type": "tmpfs", "source": "shm", "options": ["nosuid", "noexec", "nodev", "mode=1777", "size=67108864"]},
+            {"destination": "/etc/hostname", "type": "bind", "source": input.etc_dir.join("hostname"), "options": ["rbind", "rprivate"]},
+            {"destination": "/etc/hosts", "type": "bind", "source": input.etc_dir.join("hosts"), "options": ["rbind", "rprivate"]},
+            {"destination": "/etc/resolv.conf", "type": "bind", "source": input.etc_dir.join("resolv.conf"), "options": ["rbind", "rprivate"]}
         ],
         "linux": {
             "cgroupsPath": format!("berth/{}", input.id),
@@ -214,6 +243,22 @@ mod tests {
         assert_eq!(run(&[], Some("sh")), ["sh"]);
         assert_eq!(run(&["-c", "true"], Some("sh")), ["sh", "-c", "true"]);
         assert_eq!(run(&["true"], Some("")), ["true"]);
+    }
+
+    #[test]
+    fn etc_files_as_docker_writes_them() {
+        let files = etc_files(
+            "box",
+            "search lan\nnameserver 127.0.0.53\nnameserver 10.0.0.1\n",
+        );
+        assert_eq!(files[0], ("hostname", "box\n".to_string()));
+        assert!(
+            files[1].1.starts_with("127.0.0.1\tlocalhost\n")
+                && files[1].1.ends_with("127.0.1.1\tbox\n")
+        );
+        assert_eq!(files[2].1, "search lan\nnameserver 10.0.0.1\n");
+        let fallback = etc_files("box", "nameserver 127.0.0.1\n");
+        assert_eq!(fallback[2].1, "nameserver 8.8.8.8\nnameserver 8.8.4.4\n");
     }
 
     #[test]
