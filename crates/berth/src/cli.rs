@@ -252,6 +252,42 @@ pub struct RunArgs {
     /// Number of CPUs
     #[arg(long)]
     pub cpus: Option<f64>,
+    /// Memory soft limit
+    #[arg(long, value_parser = parse_bytes)]
+    pub memory_reservation: Option<i64>,
+    /// Memory plus swap limit: -1 for unlimited swap
+    #[arg(long, value_parser = parse_swap, allow_hyphen_values = true)]
+    pub memory_swap: Option<i64>,
+    /// CPU shares (relative weight)
+    #[arg(short = 'c', long)]
+    pub cpu_shares: Option<u64>,
+    /// CPUs in which to allow execution (0-3, 0,1)
+    #[arg(long)]
+    pub cpuset_cpus: Option<String>,
+    /// Tune container pids limit (-1 for unlimited)
+    #[arg(long, allow_hyphen_values = true)]
+    pub pids_limit: Option<i64>,
+    /// Bind mount a host path: /host/path:/container/path[:ro]
+    #[arg(short, long)]
+    pub volume: Vec<String>,
+    /// Mount a tmpfs directory: /path[:options]
+    #[arg(long)]
+    pub tmpfs: Vec<String>,
+    /// Mount the container's root filesystem as read only
+    #[arg(long)]
+    pub read_only: bool,
+    /// Add Linux capabilities
+    #[arg(long)]
+    pub cap_add: Vec<String>,
+    /// Drop Linux capabilities
+    #[arg(long)]
+    pub cap_drop: Vec<String>,
+    /// Security options (no-new-privileges)
+    #[arg(long)]
+    pub security_opt: Vec<String>,
+    /// Ulimit options: name=soft[:hard]
+    #[arg(long)]
+    pub ulimit: Vec<String>,
     /// Print help
     #[arg(long, action = ArgAction::Help)]
     pub help: Option<bool>,
@@ -259,6 +295,15 @@ pub struct RunArgs {
     /// The command and its arguments
     #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
     pub command: Vec<String>,
+}
+
+/// `--memory-swap`: a size, or -1 for unlimited.
+pub fn parse_swap(s: &str) -> Result<i64, String> {
+    if s.trim() == "-1" {
+        Ok(-1)
+    } else {
+        parse_bytes(s)
+    }
 }
 
 /// docker's memory sizes: a number with an optional b, k, m or g (powers of 1024).

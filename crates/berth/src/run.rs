@@ -26,6 +26,18 @@ pub fn run(engine: &mut Engine, a: &RunArgs) -> Result<(), CliError> {
         hostname: a.hostname.clone(),
         memory: a.memory,
         cpus: a.cpus,
+        memory_reservation: a.memory_reservation,
+        memory_swap: a.memory_swap,
+        cpu_shares: a.cpu_shares,
+        cpuset_cpus: a.cpuset_cpus.clone(),
+        pids_limit: a.pids_limit,
+        volumes: a.volume.clone(),
+        tmpfs: a.tmpfs.clone(),
+        read_only: a.read_only,
+        cap_add: a.cap_add.clone(),
+        cap_drop: a.cap_drop.clone(),
+        security_opt: a.security_opt.clone(),
+        ulimits: a.ulimit.clone(),
     };
     match engine.run_removed(&opts) {
         Ok(code) => Err(CliError::Exit(u8::try_from(code).unwrap_or(255))),

@@ -153,3 +153,62 @@ fn etc_hostname_hosts_and_resolv_conf_are_generated() {
     let out = b.run(&["run", "--rm", "busybox", "cat", "/etc/passwd"]);
     assert!(String::from_utf8_lossy(&out.stdout).starts_with("root:"));
 }
+
+#[test]
+fn mounts_limits_and_security_flags() {
+    let b = Berth::new();
+    b.import_busybox("busybox");
+    let host = b.path("hostdir");
+    std::fs::create_dir_all(&host).unwrap();
+    std::fs::write(host.join("in"), "from host\n").unwrap();
+    let missing = b.path("made-by-run");
+    let out = b.run(&[
+        "run", "--rm",
+        "-v", &format!("{}:/data", host.display()),
+        "-v", &format!("{}:/ro:ro", missing.display()),
+        "--tmpfs", "/scratch:size=1m",
+        "--read-only",
+        "--pids-limit", "20", "-c", "512", "--cpuset-cpus", "0", "-m", "64m", "--memory-reservation", "32m", "--memory-swap", "128m",
+        "--cap-drop", "ALL", "--cap-add", "KILL",
+        "--security-opt", "no-new-privileges",
+        "--ulimit", "nofile=512:1024",
+        "busybox", "sh", "-c",
+        "cat /data/in; echo out > /data/out; touch /ro/x 2>/dev/null || echo ro-volume; touch /scratch/x && echo tmpfs-ok; touch /x 2>/dev/null || echo ro-root; \
+         cat /sys/fs/cgroup/pids/pids.max /sys/fs/cgroup/cpu/cpu.shares /sys/fs/cgroup/cpuset/cpuset.cpus /sys/fs/cgroup/memory/memory.soft_limit_in_bytes; \
+         grep -E '^(CapEff|NoNewPrivs)' /proc/self/status; ulimit -n; ulimit -Hn",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .collect::<Vec<_>>(),
+        [
+            "from host",
+            "ro-volume",
+            "tmpfs-ok",
+            "ro-root",
+            "20",
+            "512",
+            "0",
+            "33554432",
+            "CapEff:\t0000000000000020",
+            "NoNewPrivs:\t1",
+            "512",
+            "1024"
+        ]
+    );
+    assert_eq!(std::fs::read_to_string(host.join("out")).unwrap(), "out\n");
+    assert!(
+        missing.is_dir(),
+        "a missing -v source is created, as docker does"
+    );
+    let out = b.run(&["run", "--rm", "-v", "named:/data", "busybox", "true"]);
+    assert_eq!(out.status.code(), Some(125));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("named volumes are not supported yet"));
+    let out = b.run(&["run", "--rm", "--cap-add", "FLY", "busybox", "true"]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("unknown capability"));
+}

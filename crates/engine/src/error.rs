@@ -61,6 +61,12 @@ pub enum EngineError {
     },
     #[error("no command specified: the image {0} has no CMD or ENTRYPOINT, and none was given")]
     NoCommand(String),
+    #[error("invalid {flag} {value:?}: {reason}")]
+    RunFlag {
+        flag: String,
+        value: String,
+        reason: String,
+    },
     #[error("unable to find user {spec}: {reason}")]
     User { spec: String, reason: String },
     #[error(transparent)]
@@ -95,7 +101,8 @@ impl EngineError {
             | Filter { .. }
             | Reference(_)
             | NoCommand(_)
-            | User { .. } => ErrorKind::InvalidInput,
+            | User { .. }
+            | RunFlag { .. } => ErrorKind::InvalidInput,
             Runtime(_) => ErrorKind::Internal,
             Apply { .. }
             | LayerCompression { .. }

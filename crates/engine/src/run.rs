@@ -30,6 +30,23 @@ pub struct RunOptions {
     pub memory: Option<i64>,
     /// `--cpus`.
     pub cpus: Option<f64>,
+    pub memory_reservation: Option<i64>,
+    /// `--memory-swap`: memory + swap, -1 for unlimited.
+    pub memory_swap: Option<i64>,
+    pub cpu_shares: Option<u64>,
+    pub cpuset_cpus: Option<String>,
+    pub pids_limit: Option<i64>,
+    /// `-v SRC:DST[:OPTIONS]` (bind mounts of host paths).
+    pub volumes: Vec<String>,
+    /// `--tmpfs DST[:OPTIONS]`.
+    pub tmpfs: Vec<String>,
+    pub read_only: bool,
+    pub cap_add: Vec<String>,
+    pub cap_drop: Vec<String>,
+    /// `--security-opt` values.
+    pub security_opt: Vec<String>,
+    /// `--ulimit NAME=SOFT[:HARD]`.
+    pub ulimits: Vec<String>,
 }
 
 /// The container's directory and overlay mount, undone on drop whatever

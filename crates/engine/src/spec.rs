@@ -65,6 +65,208 @@ const DEFAULT_CAPS: &[&str] = &[
     "CAP_AUDIT_WRITE",
 ];
 
+fn flag_err(flag: &str, value: &str, reason: impl Into<String>) -> EngineError {
+    EngineError::RunFlag {
+        flag: flag.to_string(),
+        value: value.to_string(),
+        reason: reason.into(),
+    }
+}
+
+/// Every capability docker knows by name, for `--cap-add ALL`.
+const ALL_CAPS: &[&str] = &[
+    "CAP_CHOWN",
+    "CAP_DAC_OVERRIDE",
+    "CAP_DAC_READ_SEARCH",
+    "CAP_FOWNER",
+    "CAP_FSETID",
+    "CAP_KILL",
+    "CAP_SETGID",
+    "CAP_SETUID",
+    "CAP_SETPCAP",
+    "CAP_LINUX_IMMUTABLE",
+    "CAP_NET_BIND_SERVICE",
+    "CAP_NET_BROADCAST",
+    "CAP_NET_ADMIN",
+    "CAP_NET_RAW",
+    "CAP_IPC_LOCK",
+    "CAP_IPC_OWNER",
+    "CAP_SYS_MODULE",
+    "CAP_SYS_RAWIO",
+    "CAP_SYS_CHROOT",
+    "CAP_SYS_PTRACE",
+    "CAP_SYS_PACCT",
+    "CAP_SYS_ADMIN",
+    "CAP_SYS_BOOT",
+    "CAP_SYS_NICE",
+    "CAP_SYS_RESOURCE",
+    "CAP_SYS_TIME",
+    "CAP_SYS_TTY_CONFIG",
+    "CAP_MKNOD",
+    "CAP_LEASE",
+    "CAP_AUDIT_WRITE",
+    "CAP_AUDIT_CONTROL",
+    "CAP_SETFCAP",
+    "CAP_MAC_OVERRIDE",
+    "CAP_MAC_ADMIN",
+    "CAP_SYSLOG",
+    "CAP_WAKE_ALARM",
+    "CAP_BLOCK_SUSPEND",
+    "CAP_AUDIT_READ",
+    "CAP_PERFMON",
+    "CAP_BPF",
+    "CAP_CHECKPOINT_RESTORE",
+];
+
+/// docker's defaults, less `--cap-drop`, plus `--cap-add` (ALL allowed in
+/// both; drops apply first).
+pub fn capabilities(add: &[String], drop: &[String]) -> Result<Vec<String>, EngineError> {
+    let norm = |flag: &str, c: &str| -> Result<String, EngineError> {
+        let upper = c.to_ascii_uppercase();
+        let name = if upper.starts_with("CAP_") {
+            upper
+        } else {
+            format!("CAP_{upper}")
+        };
+        if name == "CAP_ALL" || ALL_CAPS.contains(&name.as_str()) {
+            Ok(name)
+        } else {
+            Err(flag_err(flag, c, "unknown capability"))
+        }
+    };
+    let mut caps: Vec<String> = DEFAULT_CAPS.iter().map(|c| c.to_string()).collect();
+    for d in drop {
+        let d = norm("--cap-drop", d)?;
+        if d == "CAP_ALL" {
+            caps.clear();
+        } else {
+            caps.retain(|c| *c != d);
+        }
+    }
+    for a in add {
+        let a = norm("--cap-add", a)?;
+        let new: Vec<String> = if a == "CAP_ALL" {
+            ALL_CAPS.iter().map(|c| c.to_string()).collect()
+        } else {
+            vec![a]
+        };
+        for c in new {
+            if !caps.contains(&c) {
+                caps.push(c);
+            }
+        }
+    }
+    Ok(caps)
+}
+
+/// `-v SRC:DST[:OPTS]` as an OCI bind mount; a missing source directory
+/// is created, as docker does.
+fn volume_mount(v: &str) -> Result<Value, EngineError> {
+    let parts: Vec<&str> = v.split(':').collect();
+    let (src, dst, opts) = match parts.as_slice() {
+        [src, dst] => (*src, *dst, ""),
+        [src, dst, opts] => (*src, *dst, *opts),
+        _ => return Err(flag_err("-v", v, "expected SOURCE:DESTINATION[:OPTIONS]")),
+    };
+    if !src.starts_with('/') {
+        return Err(flag_err(
+            "-v",
+            v,
+            "named volumes are not supported yet: give an absolute host path",
+        ));
+    }
+    if !dst.starts_with('/') {
+        return Err(flag_err(
+            "-v",
+            v,
+            "the destination must be an absolute path",
+        ));
+    }
+    if !Path::new(src).exists() {
+        std::fs::create_dir_all(src)
+            .map_err(|e| flag_err("-v", v, format!("creating {src}: {e}")))?;
+    }
+    let mut options = vec!["rbind".to_string()];
+    let mut propagation = "rprivate".to_string();
+    for o in opts.split(',').filter(|o| !o.is_empty()) {
+        match o {
+            "ro" | "rw" => options.push(o.to_string()),
+            "private" | "rprivate" | "shared" | "rshared" | "slave" | "rslave" => {
+                propagation = o.to_string()
+            }
+            "z" | "Z" => {} // SELinux relabelling: nothing to do without SELinux
+            _ => return Err(flag_err("-v", v, format!("unknown option {o:?}"))),
+        }
+    }
+    options.push(propagation);
+    Ok(json!({"destination": dst, "type": "bind", "source": src, "options": options}))
+}
+
+/// `--tmpfs DST[:OPTS]`, with docker's defaults noexec, nosuid, nodev.
+fn tmpfs_mount(t: &str) -> Result<Value, EngineError> {
+    let (dst, opts) = t.split_once(':').unwrap_or((t, ""));
+    if !dst.starts_with('/') {
+        return Err(flag_err(
+            "--tmpfs",
+            t,
+            "the destination must be an absolute path",
+        ));
+    }
+    let mut options = vec![
+        "noexec".to_string(),
+        "nosuid".to_string(),
+        "nodev".to_string(),
+    ];
+    options.extend(opts.split(',').filter(|o| !o.is_empty()).map(String::from));
+    Ok(json!({"destination": dst, "type": "tmpfs", "source": "tmpfs", "options": options}))
+}
+
+/// `--ulimit NAME=SOFT[:HARD]`.
+fn ulimit(u: &str) -> Result<Value, EngineError> {
+    let (name, values) = u
+        .split_once('=')
+        .ok_or_else(|| flag_err("--ulimit", u, "expected NAME=SOFT[:HARD]"))?;
+    let known = [
+        "core",
+        "cpu",
+        "data",
+        "fsize",
+        "locks",
+        "memlock",
+        "msgqueue",
+        "nice",
+        "nofile",
+        "nproc",
+        "rss",
+        "rtprio",
+        "rttime",
+        "sigpending",
+        "stack",
+        "as",
+    ];
+    if !known.contains(&name) {
+        return Err(flag_err("--ulimit", u, "unknown limit"));
+    }
+    let (soft, hard) = values.split_once(':').unwrap_or((values, values));
+    let num = |s: &str| -> Result<u64, EngineError> {
+        if s == "-1" || s == "unlimited" {
+            Ok(u64::MAX)
+        } else {
+            s.parse()
+                .map_err(|_| flag_err("--ulimit", u, "limits are numbers"))
+        }
+    };
+    let (soft, hard) = (num(soft)?, num(hard)?);
+    if soft > hard {
+        return Err(flag_err(
+            "--ulimit",
+            u,
+            "the soft limit is above the hard limit",
+        ));
+    }
+    Ok(json!({"type": format!("RLIMIT_{}", name.to_ascii_uppercase()), "soft": soft, "hard": hard}))
+}
+
 const DEFAULT_PATH: &str = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
 /// The process arguments as docker computes them: the entrypoint (the
@@ -170,13 +372,73 @@ pub fn container_spec(input: &SpecInput<'_>) -> Result<Value, EngineError> {
             }
         });
     let mut resources = json!({"devices": [{"allow": false, "access": "rwm"}]});
+    let mut memory = serde_json::Map::new();
     if let Some(m) = opts.memory {
-        resources["memory"] = json!({"limit": m});
+        memory.insert("limit".into(), json!(m));
     }
+    if let Some(r) = opts.memory_reservation {
+        memory.insert("reservation".into(), json!(r));
+    }
+    if let Some(s) = opts.memory_swap {
+        if opts.memory.is_none() {
+            return Err(flag_err(
+                "--memory-swap",
+                &s.to_string(),
+                "needs --memory as well",
+            ));
+        }
+        memory.insert("swap".into(), json!(s));
+    }
+    if !memory.is_empty() {
+        resources["memory"] = Value::Object(memory);
+    }
+    let mut cpu = serde_json::Map::new();
     if let Some(cpus) = opts.cpus {
-        resources["cpu"] = json!({"quota": (cpus * 100_000.0).round() as i64, "period": 100_000});
+        cpu.insert("quota".into(), json!((cpus * 100_000.0).round() as i64));
+        cpu.insert("period".into(), json!(100_000));
     }
-    Ok(json!({
+    if let Some(shares) = opts.cpu_shares {
+        cpu.insert("shares".into(), json!(shares));
+    }
+    if let Some(cpus) = &opts.cpuset_cpus {
+        cpu.insert("cpus".into(), json!(cpus));
+    }
+    if !cpu.is_empty() {
+        resources["cpu"] = Value::Object(cpu);
+    }
+    if let Some(p) = opts.pids_limit {
+        resources["pids"] = json!({"limit": p});
+    }
+    let caps = capabilities(&opts.cap_add, &opts.cap_drop)?;
+    let mut no_new_privileges = false;
+    for o in &opts.security_opt {
+        match o.as_str() {
+            "no-new-privileges" | "no-new-privileges:true" | "no-new-privileges=true" => {
+                no_new_privileges = true
+            }
+            "no-new-privileges:false" | "no-new-privileges=false" => no_new_privileges = false,
+            _ => {
+                return Err(flag_err(
+                    "--security-opt",
+                    o,
+                    "berth supports no-new-privileges only, so far",
+                ))
+            }
+        }
+    }
+    let rlimits = opts
+        .ulimits
+        .iter()
+        .map(|u| ulimit(u))
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut extra_mounts = Vec::new();
+    for v in &opts.volumes {
+        extra_mounts.push(volume_mount(v)?);
+    }
+    for t in &opts.tmpfs {
+        extra_mounts.push(tmpfs_mount(t)?);
+    }
+    let mut spec = json!({
         "ociVersion": "1.2.0",
         "process": {
             "terminal": false,
@@ -184,10 +446,11 @@ pub fn container_spec(input: &SpecInput<'_>) -> Result<Value, EngineError> {
             "args": args,
             "env": env,
             "cwd": cwd,
-            "capabilities": {"bounding": DEFAULT_CAPS, "effective": DEFAULT_CAPS, "permitted": DEFAULT_CAPS},
-            "noNewPrivileges": false
+            "capabilities": {"bounding": caps, "effective": caps, "permitted": caps},
+            "rlimits": rlimits,
+            "noNewPrivileges": no_new_privileges
         },
-        "root": {"path": input.rootfs, "readonly": false},
+        "root": {"path": input.rootfs, "readonly": opts.read_only},
         "hostname": hostname,
         "mounts": [
             {"destination": "/proc", "type": "proc", "source": "proc", "options": ["nosuid", "noexec", "nodev"]},
@@ -211,7 +474,13 @@ pub fn container_spec(input: &SpecInput<'_>) -> Result<Value, EngineError> {
             ],
             "readonlyPaths": ["/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"]
         }
-    }))
+    });
+    // The user's mounts last: they go over docker's defaults.
+    spec["mounts"]
+        .as_array_mut()
+        .expect("mounts is a list")
+        .extend(extra_mounts);
+    Ok(spec)
 }
 
 #[cfg(test)]
@@ -259,6 +528,44 @@ mod tests {
         assert_eq!(files[2].1, "search lan\nnameserver 10.0.0.1\n");
         let fallback = etc_files("box", "nameserver 127.0.0.1\n");
         assert_eq!(fallback[2].1, "nameserver 8.8.8.8\nnameserver 8.8.4.4\n");
+    }
+
+    #[test]
+    fn capabilities_add_and_drop() {
+        let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
+        let caps = capabilities(&s(&["net_admin"]), &s(&["CAP_MKNOD", "chown"])).unwrap();
+        assert!(
+            caps.contains(&"CAP_NET_ADMIN".into())
+                && !caps.contains(&"CAP_MKNOD".into())
+                && !caps.contains(&"CAP_CHOWN".into())
+        );
+        assert_eq!(
+            capabilities(&s(&["KILL"]), &s(&["ALL"])).unwrap(),
+            ["CAP_KILL"]
+        );
+        assert!(capabilities(&s(&["FLY"]), &[]).is_err());
+    }
+
+    #[test]
+    fn volume_tmpfs_and_ulimit_flags() {
+        let dir = tempfile::tempdir().unwrap();
+        let src = dir.path().join("made/by/run");
+        let m = volume_mount(&format!("{}:/data:ro", src.display())).unwrap();
+        assert!(src.is_dir(), "missing source not created");
+        assert_eq!(m["options"], json!(["rbind", "ro", "rprivate"]));
+        assert!(volume_mount("named:/data")
+            .unwrap_err()
+            .to_string()
+            .contains("named volumes"));
+        assert_eq!(
+            tmpfs_mount("/run:size=64k").unwrap()["options"],
+            json!(["noexec", "nosuid", "nodev", "size=64k"])
+        );
+        assert_eq!(
+            ulimit("nofile=1024:2048").unwrap(),
+            json!({"type": "RLIMIT_NOFILE", "soft": 1024, "hard": 2048})
+        );
+        assert!(ulimit("nofile=10:5").is_err());
     }
 
     #[test]
