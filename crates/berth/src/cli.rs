@@ -51,7 +51,7 @@ pub enum Command {
     /// Return low-level information on berth objects
     Inspect(InspectArgs),
     /// Run a command in a new container (foreground; --rm is required for now)
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// Display system-wide information
     Info(InfoArgs),
     /// Show the berth version information
