@@ -288,6 +288,21 @@ pub struct RunArgs {
     /// Ulimit options: name=soft[:hard]
     #[arg(long)]
     pub ulimit: Vec<String>,
+    /// Read a file of environment variables (KEY=VALUE lines)
+    #[arg(long)]
+    pub env_file: Vec<std::path::PathBuf>,
+    /// Network: none (a private namespace with loopback only) or host
+    #[arg(long = "network", alias = "net")]
+    pub network: Option<String>,
+    /// Limit CPU CFS quota (microseconds per period)
+    #[arg(long, allow_hyphen_values = true)]
+    pub cpu_quota: Option<i64>,
+    /// Limit CPU CFS period (microseconds)
+    #[arg(long)]
+    pub cpu_period: Option<u64>,
+    /// Size of /dev/shm (e.g. 64m)
+    #[arg(long, value_parser = parse_bytes)]
+    pub shm_size: Option<i64>,
     /// Print help
     #[arg(long, action = ArgAction::Help)]
     pub help: Option<bool>,

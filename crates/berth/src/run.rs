@@ -16,11 +16,26 @@ pub fn run(engine: &mut Engine, a: &RunArgs) -> Result<(), CliError> {
         eprintln!("berth: run keeps no container yet: pass --rm (berth removes the container when it exits)");
         return Err(CliError::Exit(EXIT_BERTH_FAILED));
     }
+    // As docker: --env-file first, then -e, the later winning.
+    let mut env = Vec::new();
+    for path in &a.env_file {
+        let text = std::fs::read_to_string(path).map_err(|source| CliError::Io {
+            path: path.display().to_string(),
+            source,
+        })?;
+        env.extend(
+            text.lines()
+                .map(str::trim)
+                .filter(|l| !l.is_empty() && !l.starts_with('#'))
+                .map(String::from),
+        );
+    }
+    env.extend(a.env.iter().cloned());
     let opts = RunOptions {
         image: a.image.clone(),
         command: a.command.clone(),
         entrypoint: a.entrypoint.clone(),
-        env: a.env.clone(),
+        env,
         workdir: a.workdir.clone(),
         user: a.user.clone(),
         hostname: a.hostname.clone(),
@@ -38,6 +53,10 @@ pub fn run(engine: &mut Engine, a: &RunArgs) -> Result<(), CliError> {
         cap_drop: a.cap_drop.clone(),
         security_opt: a.security_opt.clone(),
         ulimits: a.ulimit.clone(),
+        network: a.network.clone(),
+        cpu_quota: a.cpu_quota,
+        cpu_period: a.cpu_period,
+        shm_size: a.shm_size,
     };
     match engine.run_removed(&opts) {
         Ok(code) => Err(CliError::Exit(u8::try_from(code).unwrap_or(255))),

@@ -212,3 +212,67 @@ fn mounts_limits_and_security_flags() {
     let out = b.run(&["run", "--rm", "--cap-add", "FLY", "busybox", "true"]);
     assert!(String::from_utf8_lossy(&out.stderr).contains("unknown capability"));
 }
+
+#[test]
+fn network_env_file_cpu_and_shm_flags() {
+    let b = Berth::new();
+    b.import_busybox("busybox");
+    let env_file = b.path("env");
+    std::fs::write(&env_file, "# comment\nFROM_FILE=yes\nOVERRIDDEN=file\n").unwrap();
+    let host_net = std::fs::read_link("/proc/self/ns/net").unwrap();
+    let script = "echo $FROM_FILE $OVERRIDDEN; readlink /proc/self/ns/net; cat /sys/fs/cgroup/cpu/cpu.cfs_quota_us /sys/fs/cgroup/cpu/cpu.cfs_period_us; df -k /dev/shm | tail -1 | awk '{print $2}'";
+    let out = b.run(&[
+        "run",
+        "--rm",
+        "--env-file",
+        env_file.to_str().unwrap(),
+        "-e",
+        "OVERRIDDEN=flag",
+        "--network",
+        "host",
+        "--cpu-quota",
+        "20000",
+        "--cpu-period",
+        "50000",
+        "--shm-size",
+        "2m",
+        "busybox",
+        "sh",
+        "-c",
+        script,
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        text.lines().collect::<Vec<_>>(),
+        [
+            "yes flag",
+            host_net.to_str().unwrap(),
+            "20000",
+            "50000",
+            "2048"
+        ],
+        "{text}"
+    );
+    // The default (and --network none): a network namespace of its own.
+    let out = b.run(&[
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "busybox",
+        "readlink",
+        "/proc/self/ns/net",
+    ]);
+    assert_ne!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        host_net.to_str().unwrap()
+    );
+    let out = b.run(&["run", "--rm", "--network", "bridge", "busybox", "true"]);
+    assert_eq!(out.status.code(), Some(125));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("none and host"));
+}

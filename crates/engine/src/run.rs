@@ -47,6 +47,12 @@ pub struct RunOptions {
     pub security_opt: Vec<String>,
     /// `--ulimit NAME=SOFT[:HARD]`.
     pub ulimits: Vec<String>,
+    /// `--network`: `none` (the default until bridges exist) or `host`.
+    pub network: Option<String>,
+    pub cpu_quota: Option<i64>,
+    pub cpu_period: Option<u64>,
+    /// `--shm-size`, in bytes.
+    pub shm_size: Option<i64>,
 }
 
 /// The container's directory and overlay mount, undone on drop whatever

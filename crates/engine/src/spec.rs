@@ -397,6 +397,12 @@ pub fn container_spec(input: &SpecInput<'_>) -> Result<Value, EngineError> {
         cpu.insert("quota".into(), json!((cpus * 100_000.0).round() as i64));
         cpu.insert("period".into(), json!(100_000));
     }
+    if let Some(q) = opts.cpu_quota {
+        cpu.insert("quota".into(), json!(q));
+    }
+    if let Some(p) = opts.cpu_period {
+        cpu.insert("period".into(), json!(p));
+    }
     if let Some(shares) = opts.cpu_shares {
         cpu.insert("shares".into(), json!(shares));
     }
@@ -426,6 +432,26 @@ pub fn container_spec(input: &SpecInput<'_>) -> Result<Value, EngineError> {
             }
         }
     }
+    let mut namespaces = vec![
+        json!({"type": "mount"}),
+        json!({"type": "uts"}),
+        json!({"type": "pid"}),
+        json!({"type": "ipc"}),
+        json!({"type": "cgroup"}),
+    ];
+    match opts.network.as_deref() {
+        // A private network namespace with loopback only, until bridges exist.
+        None | Some("none") | Some("default") => namespaces.push(json!({"type": "network"})),
+        Some("host") => {}
+        Some(other) => {
+            return Err(flag_err(
+                "--network",
+                other,
+                "berth supports none and host, so far",
+            ))
+        }
+    }
+    let shm_size = opts.shm_size.unwrap_or(64 << 20);
     let rlimits = opts
         .ulimits
         .iter()
@@ -459,7 +485,7 @@ pub fn container_spec(input: &SpecInput<'_>) -> Result<Value, EngineError> {
             {"destination": "/sys", "type": "sysfs", "source": "sysfs", "options": ["nosuid", "noexec", "nodev", "ro"]},
             {"destination": "/sys/fs/cgroup", "type": "cgroup", "source": "cgroup", "options": ["ro", "nosuid", "noexec", "nodev"]},
             {"destination": "/dev/mqueue", "type": "mqueue", "source": "mqueue", "options": ["nosuid", "noexec", "nodev"]},
-            {"destination": "/dev/shm", "type": "tmpfs", "source": "shm", "options": ["nosuid", "noexec", "nodev", "mode=1777", "size=67108864"]},
+            {"destination": "/dev/shm", "type": "tmpfs", "source": "shm", "options": ["nosuid", "noexec", "nodev", "mode=1777", format!("size={shm_size}")]},
             {"destination": "/etc/hostname", "type": "bind", "source": input.etc_dir.join("hostname"), "options": ["rbind", "rprivate"]},
             {"destination": "/etc/hosts", "type": "bind", "source": input.etc_dir.join("hosts"), "options": ["rbind", "rprivate"]},
             {"destination": "/etc/resolv.conf", "type": "bind", "source": input.etc_dir.join("resolv.conf"), "options": ["rbind", "rprivate"]}
@@ -467,7 +493,7 @@ pub fn container_spec(input: &SpecInput<'_>) -> Result<Value, EngineError> {
         "linux": {
             "cgroupsPath": format!("berth/{}", input.id),
             "resources": resources,
-            "namespaces": [{"type": "mount"}, {"type": "network"}, {"type": "uts"}, {"type": "pid"}, {"type": "ipc"}, {"type": "cgroup"}],
+            "namespaces": namespaces,
             "maskedPaths": [
                 "/proc/asound", "/proc/acpi", "/proc/kcore", "/proc/keys", "/proc/latency_stats", "/proc/timer_list",
                 "/proc/timer_stats", "/proc/sched_debug", "/proc/scsi", "/sys/firmware", "/sys/devices/virtual/powercap"
