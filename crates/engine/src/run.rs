@@ -103,15 +103,11 @@ impl Engine {
             dir: self.root.join("containers").join(&id),
             mounted: false,
         };
-        for sub in ["upper", "work", "merged"] {
+        for sub in ["upper", "work", "merged", "lower"] {
             let p = scratch.dir.join(sub);
             fs::create_dir_all(&p).map_err(io_err(&p))?;
         }
-        let dirs = self.layers.container_mount(
-            &chains,
-            &scratch.dir.join("upper"),
-            &scratch.dir.join("work"),
-        );
+        let dirs = self.layers.container_mount(&chains, &scratch.dir);
         let merged = scratch.dir.join("merged");
         let data = std::ffi::CString::new(dirs.options).map_err(|_| EngineError::Io {
             path: merged.clone(),

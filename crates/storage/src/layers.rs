@@ -129,24 +129,20 @@ impl LayerStore {
         Ok(out)
     }
 
-    /// The overlay mount options for a container: the image's layers
-    /// (bottom first in `chain_hexes`) read-only below its own `upper`.
-    /// An image without layers still gets an (empty) lower directory.
-    pub fn container_mount(
-        &self,
-        chain_hexes: &[String],
-        upper: &Path,
-        work: &Path,
-    ) -> ContainerMount {
+    /// The overlay mount options for a container whose directory is
+    /// `container` (holding `upper/`, `work/` and, for an image without
+    /// layers, an empty `lower/`): the image's layers (bottom first in
+    /// `chain_hexes`) read-only below the container's own upper.
+    pub fn container_mount(&self, chain_hexes: &[String], container: &Path) -> ContainerMount {
         let mut lower: Vec<String> = chain_hexes
             .iter()
             .rev()
             .map(|c| self.layer_dir(c).join("diff").display().to_string())
             .collect();
         if lower.is_empty() {
-            lower.push(self.scratch.join("empty").display().to_string());
-            let _ = fs::create_dir_all(self.scratch.join("empty"));
+            lower.push(container.join("lower").display().to_string());
         }
+        let (upper, work) = (container.join("upper"), container.join("work"));
         ContainerMount {
             options: format!(
                 "lowerdir={},upperdir={},workdir={}",
@@ -203,6 +199,25 @@ mod tests {
         let store = LayerStore::open(root.path().join("layers"), root.path().join("tmp")).unwrap();
         drop(store.stage().unwrap());
         assert_eq!(fs::read_dir(root.path().join("tmp")).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn container_mounts_stack_layers_top_first() {
+        let store = LayerStore {
+            dir: "/l".into(),
+            scratch: "/t".into(),
+        };
+        let m = store.container_mount(&["a".into(), "b".into()], Path::new("/c/1"));
+        assert_eq!(
+            m.options,
+            "lowerdir=/l/b/diff:/l/a/diff,upperdir=/c/1/upper,workdir=/c/1/work"
+        );
+        // An image without layers: the container's own empty lower dir.
+        let m = store.container_mount(&[], Path::new("/c/1"));
+        assert_eq!(
+            m.options,
+            "lowerdir=/c/1/lower,upperdir=/c/1/upper,workdir=/c/1/work"
+        );
     }
 
     #[test]
