@@ -1,6 +1,6 @@
 //! info, laid out as docker's.
 
-use berth_engine::{CgroupLayout, Engine};
+use berth_engine::Engine;
 
 use crate::format::{binary_size, human_size, render, template};
 use crate::CliError;
@@ -21,12 +21,12 @@ pub fn info(engine: &Engine, format: Option<&str>) -> Result<(), CliError> {
         None => "true".to_string(),
         Some(e) => format!("false ({e})"),
     };
-    let cgroup = match info.cgroup_layout {
-        CgroupLayout::V1 => "1".to_string(),
-        CgroupLayout::V2 => "2".to_string(),
-        CgroupLayout::Hybrid => {
-            "1 (hybrid: v1 controllers, cgroup2 at /sys/fs/cgroup/unified)".to_string()
-        }
+    let cgroup = match info.cgroup_layout.as_str() {
+        "hybrid" => format!(
+            "{} (hybrid: v1 controllers, cgroup2 at /sys/fs/cgroup/unified)",
+            info.cgroup_version
+        ),
+        _ => info.cgroup_version.clone(),
     };
     println!("Server:");
     println!(" Images: {}", info.images);

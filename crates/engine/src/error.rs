@@ -111,9 +111,7 @@ impl EngineError {
             | Archive(_)
             | Config(_)
             | Manifest(_) => ErrorKind::InvalidInput,
-            Blob(BlobError::DigestMismatch { .. } | BlobError::SizeMismatch { .. }) => {
-                ErrorKind::InvalidInput
-            }
+            Blob(BlobError::DigestMismatch { .. }) => ErrorKind::InvalidInput,
             Blob(_) | Layer(_) | Db(_) | Io { .. } => ErrorKind::Internal,
         }
     }

@@ -1,8 +1,6 @@
 //! Image queries and changes: resolve a user's name for an image, list,
 //! inspect, history, tag, remove, prune.
 
-use std::collections::BTreeMap;
-
 use chrono::{DateTime, Utc};
 
 use berth_image::config::ImageConfig;
@@ -32,10 +30,8 @@ pub struct ImageSummary {
     pub id: Digest,
     /// Normalised `name:tag`s.
     pub repo_tags: Vec<String>,
-    pub repo_digests: Vec<String>,
     pub created: Option<DateTime<Utc>>,
     pub size: u64,
-    pub labels: BTreeMap<String, String>,
 }
 
 /// One line of `image history`, newest first.
@@ -174,10 +170,8 @@ impl Engine {
             out.push(ImageSummary {
                 id: row.id,
                 repo_tags: tags,
-                repo_digests: Vec::new(),
                 created,
                 size: row.size,
-                labels,
             });
         }
         Ok(out)

@@ -7,44 +7,6 @@ use serde::Serialize;
 
 use crate::{Engine, EngineError};
 
-/// How the cgroup filesystems are mounted.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum CgroupLayout {
-    /// cgroup v1 controllers only.
-    V1,
-    /// The unified hierarchy only.
-    V2,
-    /// v1 controllers, plus cgroup2 (without controllers) at
-    /// /sys/fs/cgroup/unified, as systemd's hybrid mode mounts it.
-    Hybrid,
-}
-
-impl CgroupLayout {
-    pub fn detect() -> CgroupLayout {
-        const CGROUP2_SUPER_MAGIC: u64 = 0x6367_7270;
-        let is_cgroup2 = |p: &str| {
-            #[allow(clippy::unnecessary_cast)]
-            rustix::fs::statfs(p).is_ok_and(|s| s.f_type as u64 == CGROUP2_SUPER_MAGIC)
-        };
-        if is_cgroup2("/sys/fs/cgroup") {
-            CgroupLayout::V2
-        } else if is_cgroup2("/sys/fs/cgroup/unified") {
-            CgroupLayout::Hybrid
-        } else {
-            CgroupLayout::V1
-        }
-    }
-
-    /// docker's `CgroupVersion`: the version whose controllers containers get.
-    pub fn version(self) -> &'static str {
-        match self {
-            CgroupLayout::V2 => "2",
-            CgroupLayout::V1 | CgroupLayout::Hybrid => "1",
-        }
-    }
-}
-
 /// docker's `info` fields (names as docker's JSON, so `--format
 /// '{{.Driver}}'` works the same), plus berth's own where docker has none.
 #[derive(Debug, Clone, Serialize)]
@@ -61,7 +23,9 @@ pub struct Info {
     pub layers_size: u64,
     pub cgroup_driver: String,
     pub cgroup_version: String,
-    pub cgroup_layout: CgroupLayout,
+    /// "v1", "v2" or "hybrid" (v1 controllers, plus cgroup2 without
+    /// controllers at /sys/fs/cgroup/unified).
+    pub cgroup_layout: String,
     pub kernel_version: String,
     pub operating_system: String,
     #[serde(rename = "OSType")]
@@ -83,7 +47,7 @@ impl Engine {
         let backing = berth_storage::backing_filesystem(&self.root);
         let overlay = berth_storage::overlay_supported(&self.root);
         let uname = rustix::system::uname();
-        let layout = CgroupLayout::detect();
+        let layout = berth_runtime::cgroups::Layout::detect();
         Ok(Info {
             images,
             driver: "overlay2".into(),
@@ -98,7 +62,7 @@ impl Engine {
             layers_size,
             cgroup_driver: "cgroupfs".into(),
             cgroup_version: layout.version().into(),
-            cgroup_layout: layout,
+            cgroup_layout: layout.name().into(),
             kernel_version: uname.release().to_string_lossy().into_owned(),
             operating_system: os_name(Path::new("/etc/os-release")),
             os_type: "linux".into(),

@@ -25,7 +25,7 @@ pub use error::{EngineError, ErrorKind};
 pub use filters::ImageFilter;
 pub use images::{HistoryRow, ImageDetails, ImageSummary, PruneReport, Removed};
 pub use import::ImportOptions;
-pub use info::{CgroupLayout, Info};
+pub use info::Info;
 pub use run::RunOptions;
 
 pub use berth_image::archive::ArchiveFormat;
@@ -69,10 +69,6 @@ impl Engine {
             layers,
             scratch,
         })
-    }
-
-    pub fn root(&self) -> &Path {
-        &self.root
     }
 
     /// Takes the store lock, for a change to the store; see [`lock`].

@@ -22,12 +22,6 @@ pub enum BlobError {
     NotFound { digest: Digest },
     #[error("content does not match its digest: expected {expected}, got {actual}")]
     DigestMismatch { expected: Digest, actual: Digest },
-    #[error("content of {digest} has {actual} bytes where {expected} were expected")]
-    SizeMismatch {
-        digest: Digest,
-        expected: u64,
-        actual: u64,
-    },
     #[error("blob store {path}: {source}")]
     Io { path: PathBuf, source: io::Error },
 }

@@ -25,8 +25,6 @@ pub enum ManifestError {
         digest: Digest,
         source: serde_json::Error,
     },
-    #[error("manifest {digest} has unsupported media type {media_type:?}")]
-    MediaType { digest: Digest, media_type: String },
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -102,15 +102,6 @@ fn init(a: &InitArgs<'_>) -> Result<Infallible, ChildError> {
 
     // Steps 4-5: the filesystem, relative to the opened rootfs.
     mounts::prepare_rootfs(cfg, a.cgroup, a.new_userns)?;
-    // The working directory must exist, as runc makes it.
-    let _ = fs::create_dir_all(
-        cfg.rootfs.join(
-            cfg.process
-                .cwd
-                .strip_prefix("/")
-                .unwrap_or(&cfg.process.cwd),
-        ),
-    );
 
     // Step 6: hooks. createRuntime and prestart run in the parent, with
     // the namespaces made but before pivot_root; createContainer runs here.

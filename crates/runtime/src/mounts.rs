@@ -215,6 +215,11 @@ pub fn prepare_rootfs(cfg: &Config, cgroup: &Cgroup, in_userns: bool) -> Result<
     )
     .map_err(err(format!("opening {}", cfg.rootfs.display())))?;
 
+    // The working directory must exist, as runc makes it: walked inside the
+    // rootfs like a mount point, so a symlink in the image cannot send it
+    // to the host.
+    mkdir_all_in_root(&root, &cfg.process.cwd, 0)?;
+
     let mut dev_is_tmpfs = false;
     for m in &cfg.mounts {
         if m.destination == Path::new("/dev") && m.kind == "tmpfs" {

@@ -985,3 +985,31 @@ fn cgroup2_device_program_enforces_the_rules() {
         "null-write-ok\nzero-read-ok\n"
     );
 }
+
+#[test]
+fn a_missing_cwd_is_made_inside_the_rootfs() {
+    // The image's symlink points at a host directory: the cwd it leads to
+    // is made inside the rootfs, never on the host.
+    let b = Bundle::new();
+    let host = tempfile::Builder::new()
+        .prefix("berth-host-")
+        .tempdir()
+        .unwrap();
+    std::os::unix::fs::symlink(host.path(), b.bundle().join("rootfs/work")).unwrap();
+    let out = b.sh("cwdlink", "pwd", |c| {
+        c["process"]["cwd"] = json!("/work/sub")
+    });
+    // Inside the container the symlink resolves to the same path, in its rootfs.
+    assert_eq!(out.trim(), host.path().join("sub").to_str().unwrap());
+    assert!(
+        list(host.path()).is_empty(),
+        "the cwd was made on the host: {:?}",
+        list(host.path())
+    );
+    let inside = b
+        .bundle()
+        .join("rootfs")
+        .join(host.path().strip_prefix("/").unwrap())
+        .join("sub");
+    assert!(inside.is_dir(), "{} missing", inside.display());
+}

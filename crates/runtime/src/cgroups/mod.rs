@@ -135,6 +135,23 @@ impl Layout {
             Layout::V1 { root }
         }
     }
+
+    /// "v1", "v2" or "hybrid".
+    pub fn name(&self) -> &'static str {
+        match self {
+            Layout::V1 { .. } => "v1",
+            Layout::V2 { .. } => "v2",
+            Layout::Hybrid { .. } => "hybrid",
+        }
+    }
+
+    /// docker's `CgroupVersion`: the version whose controllers containers get.
+    pub fn version(&self) -> &'static str {
+        match self {
+            Layout::V2 { .. } => "2",
+            Layout::V1 { .. } | Layout::Hybrid { .. } => "1",
+        }
+    }
 }
 
 /// One container's cgroup, in whichever hierarchies this machine has.
@@ -257,24 +274,6 @@ impl Cgroup {
             .lines()
             .filter_map(|l| l.trim().parse().ok())
             .collect()
-    }
-
-    /// Whether the kernel killed a process here for running out of memory.
-    pub fn oom_killed(&self) -> bool {
-        let (dir, file, key) = match &self.layout {
-            Layout::V2 { root } => (root.join(&self.path), "memory.events", "oom_kill "),
-            Layout::V1 { root } | Layout::Hybrid { root } => (
-                root.join("memory").join(&self.path),
-                "memory.oom_control",
-                "oom_kill ",
-            ),
-        };
-        fs::read_to_string(dir.join(file))
-            .unwrap_or_default()
-            .lines()
-            .find_map(|l| l.strip_prefix(key))
-            .and_then(|n| n.trim().parse::<u64>().ok())
-            .is_some_and(|n| n > 0)
     }
 
     /// Removes the cgroup's directories (which must hold no process).
