@@ -161,8 +161,27 @@ impl ImageRef {
         &self.name
     }
 
+    /// The registry host (`docker.io` for Docker Hub).
+    pub fn domain(&self) -> &str {
+        self.name.split_once('/').map_or("", |(d, _)| d)
+    }
+
+    /// The repository path on its registry, e.g. `library/busybox`.
+    pub fn path(&self) -> &str {
+        self.name.split_once('/').map_or("", |(_, p)| p)
+    }
+
     pub fn tag(&self) -> Option<&str> {
         self.tag.as_deref()
+    }
+
+    /// The same repository under another tag (no digest).
+    pub fn with_tag(&self, tag: &str) -> ImageRef {
+        ImageRef {
+            name: self.name.clone(),
+            tag: Some(tag.to_string()),
+            digest: None,
+        }
     }
 
     pub fn digest(&self) -> Option<&Digest> {
@@ -228,6 +247,8 @@ mod tests {
     fn normalises_like_docker() {
         assert_eq!(full("alpine"), "docker.io/library/alpine:latest");
         assert_eq!(full("alpine:3.19"), "docker.io/library/alpine:3.19");
+        let r = ImageRef::parse("localhost:5000/a/b:1").unwrap();
+        assert_eq!((r.domain(), r.path()), ("localhost:5000", "a/b"));
         assert_eq!(full("me/app"), "docker.io/me/app:latest");
         assert_eq!(full("docker.io/alpine"), "docker.io/library/alpine:latest");
         assert_eq!(
