@@ -21,6 +21,15 @@ pub struct Cli {
     #[arg(short = 'l', long, global = true, default_value = "warn", value_parser = ["debug", "info", "warn", "error", "fatal"])]
     pub log_level: String,
 
+    /// Registry settings (registry-mirrors, insecure-registries); CA
+    /// certificates are read from certs.d/HOST/*.crt beside it
+    #[arg(long, global = true, env = "BERTH_CONFIG_FILE", default_value = berth_registry::config::DEFAULT_CONFIG, value_name = "FILE")]
+    pub config_file: PathBuf,
+
+    /// Registry credentials (docker's config.json shape) [default: ~/.config/berth/auth.json]
+    #[arg(long, global = true, env = "BERTH_AUTH_FILE", value_name = "FILE")]
+    pub authfile: Option<PathBuf>,
+
     /// Print version information and quit
     #[arg(short = 'v', long, action = ArgAction::Version)]
     version: Option<bool>,
@@ -44,6 +53,14 @@ pub enum Command {
     Save(SaveArgs),
     /// Create a tag TARGET_IMAGE that refers to SOURCE_IMAGE
     Tag(TagArgs),
+    /// Download an image from a registry
+    Pull(PullArgs),
+    /// Upload an image to a registry
+    Push(PushArgs),
+    /// Log in to a registry
+    Login(LoginArgs),
+    /// Log out from a registry
+    Logout(LogoutArgs),
     /// Remove one or more images
     Rmi(RmiArgs),
     /// Show the history of an image
@@ -75,6 +92,10 @@ pub enum ImageCommand {
     Save(SaveArgs),
     /// Create a tag TARGET_IMAGE that refers to SOURCE_IMAGE
     Tag(TagArgs),
+    /// Download an image from a registry
+    Pull(PullArgs),
+    /// Upload an image to a registry
+    Push(PushArgs),
     /// Remove one or more images
     #[command(visible_alias = "remove")]
     Rm(RmiArgs),
@@ -104,6 +125,62 @@ pub struct ImagesArgs {
     /// Only show image IDs
     #[arg(short, long)]
     pub quiet: bool,
+}
+
+#[derive(Args)]
+pub struct PullArgs {
+    /// NAME[:TAG|@DIGEST]
+    #[arg(value_name = "NAME")]
+    pub name: String,
+    /// Download all tagged images in the repository
+    #[arg(short, long)]
+    pub all_tags: bool,
+    /// Suppress verbose output
+    #[arg(short, long)]
+    pub quiet: bool,
+    /// Set platform if server is multi-platform capable (os/arch[/variant])
+    #[arg(long)]
+    pub platform: Option<String>,
+    /// Skip image verification (accepted for docker compatibility; berth verifies every digest)
+    #[arg(long, default_value_t = true, action = ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    pub disable_content_trust: bool,
+}
+
+#[derive(Args)]
+pub struct PushArgs {
+    /// NAME[:TAG]
+    #[arg(value_name = "NAME")]
+    pub name: String,
+    /// Push all tags of the repository
+    #[arg(short, long)]
+    pub all_tags: bool,
+    /// Suppress verbose output
+    #[arg(short, long)]
+    pub quiet: bool,
+    /// Skip image signing (accepted for docker compatibility)
+    #[arg(long, default_value_t = true, action = ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    pub disable_content_trust: bool,
+}
+
+#[derive(Args)]
+pub struct LoginArgs {
+    /// The registry (default: Docker Hub)
+    pub server: Option<String>,
+    /// Username
+    #[arg(short, long)]
+    pub username: Option<String>,
+    /// Password (insecure: it shows in the process list; use --password-stdin)
+    #[arg(short, long)]
+    pub password: Option<String>,
+    /// Take the password from stdin
+    #[arg(long)]
+    pub password_stdin: bool,
+}
+
+#[derive(Args)]
+pub struct LogoutArgs {
+    /// The registry (default: Docker Hub)
+    pub server: Option<String>,
 }
 
 #[derive(Args)]

@@ -70,11 +70,19 @@ pub fn list(engine: &Engine, a: &ImagesArgs) -> Result<(), CliError> {
     let mut rows = Vec::new();
     for s in &summaries {
         let size = human_size(s.size, 3);
-        let row = |repository: String, tag: String| ImageRow {
+        // The digest a registry knows this repository's image by.
+        let digest_of = |repo: &str| {
+            s.repo_digests
+                .iter()
+                .find_map(|d| d.strip_prefix(repo)?.strip_prefix('@'))
+                .unwrap_or("<none>")
+                .to_string()
+        };
+        let row = |repository: String, tag: String, digest: String| ImageRow {
             containers: "N/A".into(),
             created_at: created_at(s.created),
             created_since: since(s.created),
-            digest: "<none>".into(),
+            digest,
             id: id_text(&s.id, a.no_trunc),
             repository,
             shared_size: "N/A".into(),
@@ -84,11 +92,23 @@ pub fn list(engine: &Engine, a: &ImagesArgs) -> Result<(), CliError> {
             virtual_size: size.clone(),
         };
         if s.repo_tags.is_empty() {
-            rows.push(row("<none>".into(), "<none>".into()));
+            // docker shows an untagged pulled image by its repository.
+            match s.repo_digests.first().and_then(|d| d.split_once('@')) {
+                Some((repo, digest)) => rows.push(row(
+                    familiar(repo).to_string(),
+                    "<none>".into(),
+                    digest.to_string(),
+                )),
+                None => rows.push(row("<none>".into(), "<none>".into(), "<none>".into())),
+            }
         }
         for t in &s.repo_tags {
             let (repo, tag) = split_tag(t);
-            rows.push(row(familiar(repo).to_string(), tag.to_string()));
+            rows.push(row(
+                familiar(repo).to_string(),
+                tag.to_string(),
+                digest_of(repo),
+            ));
         }
     }
     if a.quiet {
@@ -120,6 +140,11 @@ pub fn inspect(engine: &Engine, names: &[String], format: Option<&str>) -> Resul
             Ok(mut d) => {
                 d.repo_tags = d
                     .repo_tags
+                    .iter()
+                    .map(|t| familiar(t).to_string())
+                    .collect();
+                d.repo_digests = d
+                    .repo_digests
                     .iter()
                     .map(|t| familiar(t).to_string())
                     .collect();

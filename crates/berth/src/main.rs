@@ -5,6 +5,7 @@ mod cli;
 mod format;
 mod images;
 mod info;
+mod registry;
 mod run;
 mod transfer;
 
@@ -61,6 +62,12 @@ fn main() -> ExitCode {
     }
 }
 
+impl From<berth_registry::RegistryError> for CliError {
+    fn from(e: berth_registry::RegistryError) -> Self {
+        CliError::Engine(e.into())
+    }
+}
+
 /// clap's message, cut to the one line that names the problem.
 fn usage_error(e: clap::Error) -> ExitCode {
     use clap::error::ErrorKind;
@@ -96,6 +103,7 @@ fn run(cli: Cli) -> Result<(), CliError> {
         println!("berth version {}", env!("CARGO_PKG_VERSION"));
         return Ok(());
     }
+    let files = registry::Files::new(&cli);
     let mut engine = Engine::open(&cli.root)?;
     match cli.command {
         Command::Images(a) | Command::Image(ImageCommand::Ls(a)) => images::list(&engine, &a),
@@ -116,6 +124,14 @@ fn run(cli: Cli) -> Result<(), CliError> {
         }
         Command::Load(a) | Command::Image(ImageCommand::Load(a)) => transfer::load(&mut engine, &a),
         Command::Save(a) | Command::Image(ImageCommand::Save(a)) => transfer::save(&engine, &a),
+        Command::Pull(a) | Command::Image(ImageCommand::Pull(a)) => {
+            registry::pull(&mut engine, &files.remote()?, &a)
+        }
+        Command::Push(a) | Command::Image(ImageCommand::Push(a)) => {
+            registry::push(&mut engine, &files.remote()?, &a)
+        }
+        Command::Login(a) => registry::login(&mut files.remote()?, &a),
+        Command::Logout(a) => registry::logout(&mut files.remote()?, &a),
         Command::Info(a) => info::info(&engine, a.format.as_deref()),
         Command::Run(a) => run::run(&mut engine, &a),
         Command::Version => unreachable!("handled before the store is opened"),

@@ -7,6 +7,7 @@ use berth_image::archive::{read_archive, write_archive, ArchiveFormat, SaveImage
 use berth_image::manifest::Manifest;
 use berth_image::Digest;
 
+use crate::register::Registration;
 use crate::{Engine, EngineError};
 
 /// An image that `load` brought in.
@@ -35,13 +36,13 @@ impl Engine {
         let mut loaded = Vec::new();
         let mut result = Ok(());
         for image in &images {
-            match self.register_locked(
-                &lock,
-                image.manifest.as_ref(),
-                &image.config,
-                &image.layers,
-                &image.names,
-            ) {
+            let registration = Registration {
+                manifest: image.manifest.as_ref(),
+                layers: &image.layers,
+                names: &image.names,
+                ..Registration::default()
+            };
+            match self.register_locked(&lock, &image.config, &registration) {
                 Ok(id) => loaded.push(Loaded {
                     id,
                     names: image.names.clone(),

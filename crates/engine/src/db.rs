@@ -12,7 +12,7 @@ use berth_image::Digest;
 
 use crate::EngineError;
 
-const SCHEMA_VERSION: i64 = 1;
+const SCHEMA_VERSION: i64 = 2;
 
 const SCHEMA: &str = "
 CREATE TABLE images (
@@ -48,6 +48,17 @@ CREATE TABLE tags (
 CREATE INDEX tags_image ON tags(image_id);
 ";
 
+/// Version 2: the digests registries know an image by (`name@digest`,
+/// docker's RepoDigests; an index's digest when pulled through one).
+const SCHEMA_V2: &str = "
+CREATE TABLE repo_digests (
+    name        TEXT NOT NULL,          -- normalised name@sha256:...
+    image_id    TEXT NOT NULL REFERENCES images(id) ON DELETE CASCADE,
+    PRIMARY KEY (name)
+);
+CREATE INDEX repo_digests_image ON repo_digests(image_id);
+";
+
 pub struct Db {
     conn: Connection,
 }
@@ -77,6 +88,8 @@ pub struct NewImage<'a> {
     pub layers: &'a [(Digest, Digest, u64)],
     pub blobs: &'a [Digest],
     pub names: &'a [String],
+    /// `name@digest` references a registry knows it by.
+    pub repo_digests: &'a [String],
     pub now: &'a str,
 }
 
@@ -98,6 +111,9 @@ impl Db {
         let version: i64 = tx.query_row("PRAGMA user_version", [], |r| r.get(0))?;
         if version == 0 {
             tx.execute_batch(SCHEMA)?;
+        }
+        if version < 2 {
+            tx.execute_batch(SCHEMA_V2)?;
             tx.pragma_update(None, "user_version", SCHEMA_VERSION)?;
         }
         tx.commit()?;
@@ -146,6 +162,9 @@ impl Db {
         for name in img.names {
             set_tag(&tx, name, img.id, img.now)?;
         }
+        for name in img.repo_digests {
+            add_repo_digest(&tx, name, img.id)?;
+        }
         tx.commit()?;
         Ok(())
     }
@@ -188,6 +207,32 @@ impl Db {
                 digest(r.get(0)?)
             })
             .optional()?)
+    }
+
+    pub fn add_repo_digest(&mut self, name: &str, id: &Digest) -> Result<(), EngineError> {
+        add_repo_digest(&self.conn, name, id)
+    }
+
+    pub fn image_by_repo_digest(&self, name: &str) -> Result<Option<Digest>, EngineError> {
+        Ok(self
+            .conn
+            .query_row(
+                "SELECT image_id FROM repo_digests WHERE name = ?1",
+                [name],
+                |r| digest(r.get(0)?),
+            )
+            .optional()?)
+    }
+
+    /// An image's `name@digest` references, by name.
+    pub fn repo_digests_of(&self, id: &Digest) -> Result<Vec<String>, EngineError> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT name FROM repo_digests WHERE image_id = ?1 ORDER BY name")?;
+        let rows = stmt
+            .query_map([id.to_string()], |r| r.get(0))?
+            .collect::<Result<_, _>>()?;
+        Ok(rows)
     }
 
     pub fn image_by_manifest(&self, manifest: &Digest) -> Result<Option<Digest>, EngineError> {
@@ -331,6 +376,15 @@ fn set_tag(conn: &Connection, name: &str, id: &Digest, now: &str) -> Result<(), 
         "INSERT INTO tags (name, image_id, tagged_at) VALUES (?1, ?2, ?3)
          ON CONFLICT(name) DO UPDATE SET image_id = excluded.image_id, tagged_at = excluded.tagged_at",
         params![name, id.to_string(), now],
+    )?;
+    Ok(())
+}
+
+fn add_repo_digest(conn: &Connection, name: &str, id: &Digest) -> Result<(), EngineError> {
+    conn.execute(
+        "INSERT INTO repo_digests (name, image_id) VALUES (?1, ?2)
+         ON CONFLICT(name) DO UPDATE SET image_id = excluded.image_id",
+        params![name, id.to_string()],
     )?;
     Ok(())
 }

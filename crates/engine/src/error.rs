@@ -26,6 +26,14 @@ pub enum ErrorKind {
 pub enum EngineError {
     #[error("No such image: {0}")]
     ImageNotFound(String),
+    #[error("An image does not exist locally with the tag: {0}")]
+    NoSuchTag(String),
+    #[error("image {image} was found but is for {have}, not the requested platform {want}")]
+    PlatformMismatch {
+        image: String,
+        have: String,
+        want: String,
+    },
     #[error("image ID prefix {prefix:?} is ambiguous: it matches {count} images")]
     AmbiguousId { prefix: String, count: usize },
     #[error("conflict: unable to delete {id} (must be forced) - image is referenced in multiple repositories")]
@@ -72,6 +80,8 @@ pub enum EngineError {
     #[error(transparent)]
     Runtime(#[from] berth_runtime::RuntimeError),
     #[error(transparent)]
+    Registry(#[from] berth_registry::RegistryError),
+    #[error(transparent)]
     Reference(#[from] RefError),
     #[error(transparent)]
     Blob(#[from] BlobError),
@@ -93,7 +103,7 @@ impl EngineError {
     pub fn kind(&self) -> ErrorKind {
         use EngineError::*;
         match self {
-            ImageNotFound(_) => ErrorKind::NotFound,
+            ImageNotFound(_) | NoSuchTag(_) | PlatformMismatch { .. } => ErrorKind::NotFound,
             Blob(BlobError::NotFound { .. }) => ErrorKind::NotFound,
             AmbiguousId { .. } | ReferencedInManyRepos { .. } => ErrorKind::Conflict,
             TagWithDigest(_)
@@ -104,6 +114,7 @@ impl EngineError {
             | User { .. }
             | RunFlag { .. } => ErrorKind::InvalidInput,
             Runtime(_) => ErrorKind::Internal,
+            Registry(e) => registry_kind(e),
             Apply { .. }
             | LayerCompression { .. }
             | LayerStream { .. }
@@ -114,5 +125,22 @@ impl EngineError {
             Blob(BlobError::DigestMismatch { .. }) => ErrorKind::InvalidInput,
             Blob(_) | Layer(_) | Db(_) | Io { .. } => ErrorKind::Internal,
         }
+    }
+}
+
+fn registry_kind(e: &berth_registry::RegistryError) -> ErrorKind {
+    use berth_registry::RegistryError::*;
+    match e {
+        RepositoryNotFound { .. }
+        | ManifestNotFound { .. }
+        | BlobNotFound { .. }
+        | NoPlatform { .. } => ErrorKind::NotFound,
+        Denied { .. } | Unauthorized { .. } => ErrorKind::InvalidInput,
+        Unreachable { .. } | Status { .. } => ErrorKind::Unavailable,
+        DigestMismatch { .. } | UnsupportedMediaType { .. } | Protocol { .. } => {
+            ErrorKind::InvalidInput
+        }
+        Config { .. } => ErrorKind::InvalidInput,
+        Io { .. } => ErrorKind::Internal,
     }
 }

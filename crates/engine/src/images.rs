@@ -30,6 +30,8 @@ pub struct ImageSummary {
     pub id: Digest,
     /// Normalised `name:tag`s.
     pub repo_tags: Vec<String>,
+    /// Normalised `name@digest`s.
+    pub repo_digests: Vec<String>,
     pub created: Option<DateTime<Utc>>,
     pub size: u64,
 }
@@ -69,6 +71,10 @@ impl Engine {
         if !name.starts_with("sha256:") {
             if let Ok(r) = ImageRef::parse(name) {
                 if let Some(d) = r.digest() {
+                    let by_name = r.digested().expect("has a digest");
+                    if let Some(id) = self.db.image_by_repo_digest(&by_name)? {
+                        return Ok(Resolved { id, tag: None });
+                    }
                     if let Some(id) = self.db.image_by_manifest(d)? {
                         return Ok(Resolved { id, tag: None });
                     }
@@ -168,6 +174,7 @@ impl Engine {
                 continue;
             }
             out.push(ImageSummary {
+                repo_digests: self.db.repo_digests_of(&row.id)?,
                 id: row.id,
                 repo_tags: tags,
                 created,
@@ -194,14 +201,16 @@ impl Engine {
             .collect();
         let manifest = Manifest::parse(&self.blobs.read(&row.manifest)?, &row.manifest)?;
         let manifest_size = self.blobs.size(&row.manifest)?;
-        Ok(build_details(
+        let mut details = build_details(
             &row,
             &config,
             &tags,
             self.layers.image_dirs(&chains),
             &manifest,
             manifest_size,
-        ))
+        );
+        details.repo_digests = self.db.repo_digests_of(&id)?;
+        Ok(details)
     }
 
     /// `image history`: the config's history, newest first, each entry

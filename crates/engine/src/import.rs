@@ -10,7 +10,7 @@ use berth_image::manifest::host_platform;
 use berth_image::{Digest, ImageRef};
 
 use crate::changes::apply_change;
-use crate::register::now;
+use crate::register::{now, Registration};
 use crate::{Engine, EngineError};
 
 #[derive(Debug, Default, Clone)]
@@ -85,12 +85,15 @@ impl Engine {
             if config.new {
                 added.push(config.digest.clone());
             }
+            let names: Vec<String> = name.into_iter().collect();
             self.register_locked(
                 &lock,
-                None,
                 &config.digest,
-                &[layer],
-                &name.into_iter().collect::<Vec<_>>(),
+                &Registration {
+                    layers: &[layer],
+                    names: &names,
+                    ..Registration::default()
+                },
             )
         });
         if result.is_err() {

@@ -16,7 +16,10 @@ mod import;
 mod info;
 mod inspect;
 mod lock;
+mod pull;
+mod push;
 mod register;
+mod remote;
 mod run;
 mod spec;
 
@@ -26,6 +29,9 @@ pub use filters::ImageFilter;
 pub use images::{HistoryRow, ImageDetails, ImageSummary, PruneReport, Removed};
 pub use import::ImportOptions;
 pub use info::Info;
+pub use pull::{parse_platform, LayerState, PullOptions, PullProgress, Pulled};
+pub use push::{PushProgress, Pushed};
+pub use remote::Remote;
 pub use run::RunOptions;
 
 pub use berth_image::archive::ArchiveFormat;

@@ -2,7 +2,8 @@
 //! layer not already present (checking its diff ID), then record it all in
 //! one database transaction. Load, import and (later) pull end here.
 
-use std::io::BufReader;
+use std::collections::HashMap;
+use std::io::{BufReader, Read};
 
 use berth_image::apply;
 use berth_image::archive::LayerBlob;
@@ -11,6 +12,7 @@ use berth_image::config::{ConfigError, ImageConfig};
 use berth_image::digest::HashingReader;
 use berth_image::manifest::{Descriptor, Manifest, OCI_CONFIG};
 use berth_image::Digest;
+use berth_storage::{LayerStore, Staged};
 
 use crate::db::NewImage;
 use crate::lock::StoreLock;
@@ -28,19 +30,84 @@ fn go_rfc3339_nano(t: chrono::DateTime<chrono::Utc>) -> String {
     format!("{}Z", full.trim_end_matches('0').trim_end_matches('.'))
 }
 
+/// Which layer of which image a stream is, for naming it in errors.
+pub(crate) struct LayerSource<'a> {
+    pub image: &'a Digest,
+    pub index: usize,
+    /// The (compressed) blob's digest.
+    pub digest: &'a Digest,
+    pub diff_id: &'a Digest,
+}
+
+/// Unpacks a layer blob's stream into a staged directory and checks that
+/// the uncompressed bytes hash to the config's diff ID. The caller
+/// commits the staged layer (a pull first checks the blob's own digest).
+pub(crate) fn unpack_staged<R: Read>(
+    layers: &LayerStore,
+    blob: R,
+    layer: &LayerSource<'_>,
+) -> Result<(Staged, u64), EngineError> {
+    let staged = layers.stage()?;
+    let stream = compression::decompress(blob).map_err(|source| EngineError::LayerCompression {
+        image: layer.image.clone(),
+        index: layer.index,
+        digest: layer.digest.clone(),
+        source,
+    })?;
+    let apply_err = |source| EngineError::Apply {
+        image: layer.image.clone(),
+        index: layer.index,
+        digest: layer.digest.clone(),
+        source,
+    };
+    let mut hashing = HashingReader::new(stream);
+    let applied = apply::apply(&mut hashing, &staged.diff()).map_err(apply_err)?;
+    let (actual, _) = hashing
+        .finish()
+        .map_err(|source| apply_err(apply::ApplyError::Corrupt { source }))?;
+    if actual != *layer.diff_id {
+        return Err(EngineError::DiffIdMismatch {
+            image: layer.image.clone(),
+            index: layer.index,
+            expected: layer.diff_id.clone(),
+            actual,
+        });
+    }
+    Ok((staged, applied.size))
+}
+
+/// An image whose blobs are in the blob store, to make visible.
+#[derive(Default)]
+pub(crate) struct Registration<'a> {
+    /// The image's own manifest blob when it came with one; otherwise an
+    /// OCI manifest is written for it.
+    pub manifest: Option<&'a Digest>,
+    pub layers: &'a [LayerBlob],
+    /// Normalised `name:tag`s to give it.
+    pub names: &'a [String],
+    /// `name@digest`s a registry knows it by.
+    pub repo_digests: &'a [String],
+    /// Layers (by chain ID) the caller has already unpacked and committed,
+    /// with their sizes (a pull unpacks while it downloads).
+    pub unpacked: HashMap<Digest, u64>,
+}
+
 impl Engine {
     /// Registers the image whose config is `config` and whose layer blobs
-    /// are `layers` (bottom first), under `names`. `manifest` is the
-    /// image's own manifest blob when it came with one; otherwise an OCI
-    /// manifest is written for it. The caller holds the store lock.
+    /// are `r.layers` (bottom first). The caller holds the store lock.
     pub(crate) fn register_locked(
         &mut self,
         _lock: &StoreLock,
-        manifest: Option<&Digest>,
         config: &Digest,
-        layers: &[LayerBlob],
-        names: &[String],
+        r: &Registration<'_>,
     ) -> Result<Digest, EngineError> {
+        let Registration {
+            manifest,
+            layers,
+            names,
+            repo_digests,
+            unpacked,
+        } = r;
         let config_bytes = self.blobs.read(config)?;
         let image = ImageConfig::parse(&config_bytes, config)?;
         if image.rootfs.diff_ids.len() != layers.len() {
@@ -58,14 +125,15 @@ impl Engine {
             .zip(image.chain_ids())
             .enumerate()
         {
-            let size = match self.db.layer_size(&chain)? {
-                Some(size) if self.layers.exists(chain.hex()) => size,
+            let size = match (self.db.layer_size(&chain)?, unpacked.get(&chain)) {
+                (Some(size), _) if self.layers.exists(chain.hex()) => size,
+                (_, Some(size)) => *size,
                 _ => self.unpack_layer(config, index, blob, diff_id, &chain)?,
             };
             rows.push((chain, diff_id.clone(), size));
         }
         let manifest = match manifest {
-            Some(m) => m.clone(),
+            Some(m) => (*m).clone(),
             None => self.write_manifest(config, config_bytes.len() as u64, layers)?,
         };
         let mut blobs = vec![manifest.clone(), config.clone()];
@@ -77,13 +145,13 @@ impl Engine {
             layers: &rows,
             blobs: &blobs,
             names,
+            repo_digests,
             now: &now(),
         })?;
         Ok(config.clone())
     }
 
-    /// Unpacks one layer blob into a staged directory, checks that the
-    /// uncompressed stream hashes to the config's diff ID, and commits it.
+    /// Unpacks one layer blob from the store and commits it.
     fn unpack_layer(
         &self,
         image: &Digest,
@@ -92,36 +160,16 @@ impl Engine {
         diff_id: &Digest,
         chain: &Digest,
     ) -> Result<u64, EngineError> {
-        let staged = self.layers.stage()?;
         let file = self.blobs.open_blob(&blob.digest)?;
-        let stream =
-            compression::decompress(file).map_err(|source| EngineError::LayerCompression {
-                image: image.clone(),
-                index,
-                digest: blob.digest.clone(),
-                source,
-            })?;
-        let apply_err = |source| EngineError::Apply {
-            image: image.clone(),
+        let layer = LayerSource {
+            image,
             index,
-            digest: blob.digest.clone(),
-            source,
+            digest: &blob.digest,
+            diff_id,
         };
-        let mut hashing = HashingReader::new(stream);
-        let applied = apply::apply(&mut hashing, &staged.diff()).map_err(apply_err)?;
-        let (actual, _) = hashing
-            .finish()
-            .map_err(|source| apply_err(apply::ApplyError::Corrupt { source }))?;
-        if actual != *diff_id {
-            return Err(EngineError::DiffIdMismatch {
-                image: image.clone(),
-                index,
-                expected: diff_id.clone(),
-                actual,
-            });
-        }
+        let (staged, size) = unpack_staged(&self.layers, file, &layer)?;
         self.layers.commit(staged, chain.hex())?;
-        Ok(applied.size)
+        Ok(size)
     }
 
     /// Writes an OCI manifest for an image that arrived without one.

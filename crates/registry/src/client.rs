@@ -158,7 +158,17 @@ impl Registry {
             self.get(&path, auth).header("Accept", ACCEPT).call()
         })?;
         if resp.status() != 200 {
-            return Err(self.status_error("GET", &path, image, "pull", Target::Manifest, resp));
+            let err = self.status_error("GET", &path, image, "pull", Target::Manifest, resp);
+            // Distribution answers MANIFEST_UNKNOWN for a repository that
+            // does not exist too; its tag list tells the two apart.
+            if matches!(err, RegistryError::ManifestNotFound { .. })
+                && Digest::parse(reference).is_err()
+            {
+                if let Err(e @ RegistryError::RepositoryNotFound { .. }) = self.tags(repo, image) {
+                    return Err(e);
+                }
+            }
+            return Err(err);
         }
         let header_type = header(&resp, "content-type");
         let bytes = read_limited(resp, &self.host, &path)?;

@@ -20,7 +20,9 @@ pub enum RegistryError {
     Unauthorized { registry: String, detail: String },
     #[error("repository {image} not found on {registry}: repository name not known to registry")]
     RepositoryNotFound { image: String, registry: String },
-    #[error("manifest for {image} not found on {registry}: manifest unknown")]
+    #[error(
+        "manifest for {image} not found on {registry}: no such tag or digest (manifest unknown)"
+    )]
     ManifestNotFound { image: String, registry: String },
     #[error("blob {digest} of {image} not found on {registry}")]
     BlobNotFound {

@@ -4,6 +4,8 @@
 
 #![allow(dead_code)] // each test file uses its own subset
 
+pub mod registry;
+
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -40,6 +42,20 @@ impl Berth {
         let mut c = Command::new(env!("CARGO_BIN_EXE_berth"));
         c.arg("--root").arg(self.root()).args(args);
         c.env_remove("BERTH_ROOT");
+        // Registry settings and credentials of this test only; no proxy
+        // between berth and the test's registries.
+        c.env("BERTH_CONFIG_FILE", self.path("config.json"))
+            .env("BERTH_AUTH_FILE", self.path("auth.json"));
+        for proxy in [
+            "HTTP_PROXY",
+            "HTTPS_PROXY",
+            "ALL_PROXY",
+            "http_proxy",
+            "https_proxy",
+            "all_proxy",
+        ] {
+            c.env_remove(proxy);
+        }
         c
     }
 
