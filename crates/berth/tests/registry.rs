@@ -508,3 +508,59 @@ fn a_pull_killed_mid_blob_leaves_nothing_and_the_next_one_finishes() {
     assert_eq!(std::fs::read_dir(tmp).unwrap().count(), 0, "scratch swept");
     assert_blobs_verified(&b);
 }
+
+#[test]
+fn a_tls_registry_is_trusted_through_certs_d_or_as_insecure() {
+    let (reg, ca) = Registry::with_tls();
+    let b = Berth::new();
+    reg.skopeo_copy(&busybox_archive(&b), "secure/bb:1", &[]);
+    let name = format!("{}/secure/bb:1", reg.host());
+
+    let (code, err) = b.fail(&["pull", &name]);
+    assert_eq!(code, 1);
+    assert!(
+        err.contains(&format!("registry {} is unreachable", reg.host()))
+            && err.contains("invalid peer certificate")
+            && err.contains("certs.d"),
+        "{err}"
+    );
+
+    // docker's layout: certs.d/HOST:PORT/ca.crt beside the config file.
+    let certs = b.path(&format!("certs.d/{}", reg.host()));
+    std::fs::create_dir_all(&certs).unwrap();
+    std::fs::write(certs.join("ca.crt"), &ca).unwrap();
+    b.ok(&["pull", &name]);
+
+    let c = Berth::new();
+    std::fs::write(
+        c.path("config.json"),
+        format!(r#"{{"insecure-registries": ["{}"]}}"#, reg.host()),
+    )
+    .unwrap();
+    c.ok(&["pull", &name]);
+}
+
+#[test]
+fn pull_all_tags_and_push_all_tags() {
+    let reg = Registry::start();
+    let b = Berth::new();
+    let repo = format!("{}/tags", reg.host());
+    b.import_busybox(&format!("{repo}:one"));
+    b.ok(&["tag", &format!("{repo}:one"), &format!("{repo}:two")]);
+    let out = b.ok(&["push", "--all-tags", &repo]);
+    assert!(
+        out.contains("one: digest: ") && out.contains("two: digest: "),
+        "{out}"
+    );
+
+    let c = Berth::new();
+    let out = c.ok(&["pull", "--all-tags", &repo]);
+    assert!(
+        out.contains(&format!("{repo}:one\n")) && out.contains(&format!("{repo}:two\n")),
+        "{out}"
+    );
+    assert_eq!(c.ok(&["images", "--format", "{{.Tag}}"]), "one\ntwo\n");
+    let (code, err) = c.fail(&["pull", "--all-tags", &format!("{repo}:one")]);
+    assert_eq!(code, 125);
+    assert!(err.contains("tag can't be used with --all-tags"), "{err}");
+}

@@ -87,14 +87,26 @@ impl Registry {
         credential: Option<Credential>,
     ) -> Result<Self, RegistryError> {
         let agent = config.agent(endpoint)?;
-        let mut reason = String::from("no scheme to try");
+        // Why the schemes tried so far failed: when HTTPS fails and plain
+        // HTTP reaches something that is not a registry (an HTTPS server
+        // answering 400), the HTTPS failure is the one to report.
+        let mut reason: Option<String> = None;
         for scheme in &endpoint.schemes {
             let base = format!("{scheme}://{}", endpoint.host);
             let resp = match agent.get(format!("{base}/v2/")).call() {
                 Ok(resp) => resp,
                 Err(e) => {
                     tracing::debug!(%base, error = %e, "registry ping failed");
-                    reason = describe(&e);
+                    reason.get_or_insert_with(|| {
+                        let mut r = describe(&e);
+                        if r.contains("certificate") {
+                            r.push_str(&format!(
+                                " (trust its CA in {}/ca.crt, or list it in insecure-registries)",
+                                config.certs_dir(&endpoint.host).display()
+                            ));
+                        }
+                        r
+                    });
                     continue;
                 }
             };
@@ -103,10 +115,16 @@ impl Registry {
                 200 => None,
                 401 => www_authenticate(&resp),
                 _ => {
-                    return Err(RegistryError::Protocol {
-                        registry: endpoint.host.clone(),
-                        what: "GET /v2/".into(),
-                        reason: format!("status {status}: not an OCI registry"),
+                    return Err(match reason {
+                        Some(reason) => RegistryError::Unreachable {
+                            registry: endpoint.host.clone(),
+                            reason,
+                        },
+                        None => RegistryError::Protocol {
+                            registry: endpoint.host.clone(),
+                            what: "GET /v2/".into(),
+                            reason: format!("status {status}: not an OCI registry"),
+                        },
                     })
                 }
             };
@@ -122,7 +140,7 @@ impl Registry {
         }
         Err(RegistryError::Unreachable {
             registry: endpoint.host.clone(),
-            reason,
+            reason: reason.unwrap_or_else(|| "no URL scheme to try".into()),
         })
     }
 

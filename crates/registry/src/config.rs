@@ -146,6 +146,11 @@ impl RegistryConfig {
         })
     }
 
+    /// Where a registry's own CA certificates go (docker's layout).
+    pub fn certs_dir(&self, host: &str) -> PathBuf {
+        self.certs_dir.join(host)
+    }
+
     /// An HTTP agent for `endpoint`: the system's CAs plus the registry's
     /// own from certs.d, or no verification for an insecure registry.
     pub fn agent(&self, endpoint: &Endpoint) -> Result<Agent, RegistryError> {
@@ -153,7 +158,7 @@ impl RegistryConfig {
             TlsConfig::builder().disable_verification(true).build()
         } else {
             let mut roots = read_certs(Path::new(SYSTEM_CAS), true)?;
-            let dir = self.certs_dir.join(&endpoint.host);
+            let dir = self.certs_dir(&endpoint.host);
             if let Ok(entries) = fs::read_dir(&dir) {
                 for entry in entries.flatten() {
                     let path = entry.path();
