@@ -3,8 +3,9 @@
 //! The manifest is resolved first (Docker Hub's mirrors in order, an index
 //! narrowed to one platform). Then a few threads fetch the layers the
 //! store lacks, each streaming its blob once: into the blob store (hashed
-//! as it is written) and at the same time through the decompressor into a
-//! staged layer directory (hashed again for the diff ID). A layer becomes
+//! as it is written) and at the same time, through a second thread, into
+//! the decompressor and a staged layer directory (hashed again for the
+//! diff ID). A layer becomes
 //! visible only after both digests check out, and the image only in the
 //! one transaction at the end; an interrupted pull keeps the layers it
 //! verified, so the next one finishes the job.
@@ -12,6 +13,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::io::{self, Read, Write};
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{self, Receiver, SyncSender};
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -538,15 +540,20 @@ impl Fetcher<'_> {
             job,
         };
         let mut writer = self.blobs.writer()?;
-        let mut tee = Tee {
-            inner: &mut net,
-            out: &mut writer,
-        };
-        let staged = job
-            .unpack
-            .then(|| unpack_staged(self.layers, &mut tee, &self.source(job)));
-        // The blob's digest covers every byte, whatever the unpacking read.
-        let rest = io::copy(&mut tee, &mut io::sink());
+        // Two threads per layer: this one takes the bytes off the network
+        // into the blob store (hashing them), the other inflates, hashes
+        // and unpacks them, so the two halves of the work overlap.
+        let (rest, staged) = std::thread::scope(|s| {
+            let (tx, rx) = mpsc::sync_channel::<Vec<u8>>(16);
+            let source = self.source(job);
+            let unpacker = job.unpack.then(|| {
+                s.spawn(move || unpack_staged(self.layers, ChannelReader::new(rx), &source))
+            });
+            let rest = pump(&mut net, &mut writer, unpacker.is_some().then_some(&tx));
+            drop(tx);
+            let staged = unpacker.map(|h| h.join().expect("unpacking never panics"));
+            (rest, staged)
+        });
         if let Some(reason) = net.failure.take() {
             return Err(Failure::Transient(reason));
         }
@@ -621,16 +628,62 @@ impl<R: Read> Read for NetReader<'_, R> {
     }
 }
 
-/// Copies what is read into a writer (the blob store) on the way past.
-struct Tee<'a, R, W> {
-    inner: &'a mut R,
-    out: &'a mut W,
+/// Moves a blob's bytes from the network into the blob store and, when
+/// the layer is to be unpacked, on to the unpacking thread. An unpacker
+/// that stopped early (a hostile tar) no longer takes them; the blob is
+/// still read to its end, so its digest can be checked.
+fn pump(
+    net: &mut impl Read,
+    blob: &mut impl Write,
+    unpack: Option<&SyncSender<Vec<u8>>>,
+) -> io::Result<()> {
+    let mut buf = vec![0; 256 << 10];
+    loop {
+        let n = match net.read(&mut buf) {
+            Ok(0) => return Ok(()),
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        blob.write_all(&buf[..n])?;
+        if let Some(tx) = unpack {
+            let _ = tx.send(buf[..n].to_vec());
+        }
+    }
 }
 
-impl<R: Read, W: Write> Read for Tee<'_, R, W> {
+/// The unpacking thread's end of the pump: the chunks as one stream,
+/// ending when the pump stops sending.
+struct ChannelReader {
+    rx: Receiver<Vec<u8>>,
+    chunk: Vec<u8>,
+    pos: usize,
+}
+
+impl ChannelReader {
+    fn new(rx: Receiver<Vec<u8>>) -> Self {
+        ChannelReader {
+            rx,
+            chunk: Vec::new(),
+            pos: 0,
+        }
+    }
+}
+
+impl Read for ChannelReader {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        self.out.write_all(&buf[..n])?;
+        while self.pos == self.chunk.len() {
+            match self.rx.recv() {
+                Ok(chunk) => {
+                    self.chunk = chunk;
+                    self.pos = 0;
+                }
+                Err(_) => return Ok(0),
+            }
+        }
+        let n = buf.len().min(self.chunk.len() - self.pos);
+        buf[..n].copy_from_slice(&self.chunk[self.pos..self.pos + n]);
+        self.pos += n;
         Ok(n)
     }
 }

@@ -11,10 +11,9 @@ use std::fs::{self, File};
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 
-use sha2::{Digest as _, Sha256};
 use tempfile::NamedTempFile;
 
-use crate::digest::Digest;
+use crate::digest::{Digest, Hasher};
 
 #[derive(Debug, thiserror::Error)]
 pub enum BlobError {
@@ -115,7 +114,7 @@ impl BlobStore {
         Ok(BlobWriter {
             store: self,
             file: io::BufWriter::with_capacity(256 * 1024, file),
-            hasher: Sha256::new(),
+            hasher: Hasher::new(),
             len: 0,
         })
     }
@@ -159,7 +158,7 @@ pub struct Stored {
 pub struct BlobWriter<'a> {
     store: &'a BlobStore,
     file: io::BufWriter<NamedTempFile>,
-    hasher: Sha256,
+    hasher: Hasher,
     len: u64,
 }
 
@@ -181,7 +180,7 @@ impl BlobWriter<'_> {
     /// that is already present is left as it is (content addressing makes
     /// the two identical), so concurrent writers of one blob both succeed.
     pub fn commit(self, expected: Option<&Digest>) -> Result<Stored, BlobError> {
-        let actual = Digest::from_hasher(self.hasher);
+        let actual = self.hasher.finish();
         if let Some(expected) = expected {
             if *expected != actual {
                 return Err(BlobError::DigestMismatch {

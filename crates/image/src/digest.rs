@@ -5,7 +5,7 @@ use std::fmt;
 use std::io::{self, Read};
 use std::str::FromStr;
 
-use sha2::{Digest as _, Sha256};
+use ring::digest::{Context, SHA256};
 
 /// A validated `sha256:<64 lowercase hex>` digest. berth only produces and
 /// accepts sha256, as docker does for image content.
@@ -23,13 +23,9 @@ pub enum DigestError {
 impl Digest {
     /// The digest of `bytes`.
     pub fn of(bytes: &[u8]) -> Self {
-        Self::from_hasher(Sha256::new_with_prefix(bytes))
-    }
-
-    pub(crate) fn from_hasher(h: Sha256) -> Self {
-        Digest {
-            hex: hex::encode(h.finalize()),
-        }
+        let mut h = Hasher::new();
+        h.update(bytes);
+        h.finish()
     }
 
     /// Accepts `sha256:<hex>`; the bare hex form is accepted too, since
@@ -101,10 +97,31 @@ impl<'de> serde::Deserialize<'de> for Digest {
     }
 }
 
+/// SHA-256 as it streams. ring's, not the sha2 crate's: its assembly is
+/// about 1.8 times faster on CPUs without the SHA extensions, and a pull
+/// hashes every byte twice (the blob, then the tar inside it).
+pub(crate) struct Hasher(Context);
+
+impl Hasher {
+    pub fn new() -> Self {
+        Hasher(Context::new(&SHA256))
+    }
+
+    pub fn update(&mut self, bytes: &[u8]) {
+        self.0.update(bytes);
+    }
+
+    pub fn finish(self) -> Digest {
+        Digest {
+            hex: hex::encode(self.0.finish()),
+        }
+    }
+}
+
 /// Passes bytes through while hashing and counting them.
 pub struct HashingReader<R> {
     inner: R,
-    hasher: Sha256,
+    hasher: Hasher,
     len: u64,
 }
 
@@ -112,7 +129,7 @@ impl<R: Read> HashingReader<R> {
     pub fn new(inner: R) -> Self {
         HashingReader {
             inner,
-            hasher: Sha256::new(),
+            hasher: Hasher::new(),
             len: 0,
         }
     }
@@ -122,7 +139,7 @@ impl<R: Read> HashingReader<R> {
     /// the digest and the byte count.
     pub fn finish(mut self) -> io::Result<(Digest, u64)> {
         io::copy(&mut self, &mut io::sink())?;
-        Ok((Digest::from_hasher(self.hasher), self.len))
+        Ok((self.hasher.finish(), self.len))
     }
 }
 
