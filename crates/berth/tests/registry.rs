@@ -200,6 +200,14 @@ fn push_then_pull_back_keeps_the_digest() {
         format!(r#"["{}/team/other@{digest}"]"#, reg.host())
     );
 
+    // Pulled from one registry, pushed to another: the same digest.
+    let second = Registry::start();
+    let moved = format!("{}/moved:1", second.host());
+    c.ok(&["tag", &other, &moved]);
+    let out = c.ok(&["push", &moved]);
+    assert!(out.contains(&format!("1: digest: {digest} ")), "{out}");
+    assert_eq!(second.skopeo_digest("moved:1"), digest);
+
     let (code, err) = b.fail(&["push", &format!("{}/never:1", reg.host())]);
     assert_eq!(code, 1);
     assert!(
@@ -350,6 +358,22 @@ fn a_blob_that_does_not_match_its_digest_is_refused() {
     assert!(b.layer_dirs().is_empty(), "no layer from corrupt bytes");
     assert!(!b.blobs().contains(&layer[7..].to_string()));
     assert_blobs_verified(&b);
+}
+
+#[test]
+fn a_manifest_of_an_unsupported_media_type_is_refused() {
+    let reg = Registry::start();
+    let b = Berth::new();
+    reg.skopeo_copy(&busybox_archive(&b), "old:1", &[]);
+    let schema1 = "application/vnd.docker.distribution.manifest.v1+prettyjws";
+    let proxy = Proxy::start(reg.port, Mode::ManifestType(schema1.into()));
+    let (code, err) = b.fail(&["pull", &format!("{}/old:1", proxy.host())]);
+    assert_eq!(code, 1);
+    assert!(
+        err.contains(schema1) && err.contains("a media type berth does not support"),
+        "{err}"
+    );
+    assert_eq!(b.ok(&["images", "-q"]), "");
 }
 
 #[test]

@@ -229,6 +229,8 @@ pub enum Mode {
         digest: String,
         bytes: usize,
     },
+    /// Answers manifest requests with this Content-Type.
+    ManifestType(String),
 }
 
 struct Shared {
@@ -452,6 +454,21 @@ fn serve(mut conn: TcpStream, upstream: u16, port: u16, s: &Shared) -> std::io::
             conn.write_all(&resp_body[..bytes.min(resp_body.len())])?;
             conn.flush()?;
             conn.shutdown(Shutdown::Both)?;
+        }
+        Mode::ManifestType(media_type) if path.contains("/manifests/") => {
+            let head = String::from_utf8_lossy(resp_head);
+            let head: String = head
+                .split_inclusive("\r\n")
+                .map(|line| {
+                    if line.to_ascii_lowercase().starts_with("content-type:") {
+                        format!("Content-Type: {media_type}\r\n")
+                    } else {
+                        line.to_string()
+                    }
+                })
+                .collect();
+            conn.write_all(head.as_bytes())?;
+            conn.write_all(resp_body)?;
         }
         Mode::Stall { digest, bytes } if is(&digest) => {
             conn.write_all(resp_head)?;
