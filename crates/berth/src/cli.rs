@@ -2,6 +2,7 @@
 
 use std::path::PathBuf;
 
+use berth_engine::parse_bytes;
 use clap::{ArgAction, Args, Parser, Subcommand, ValueEnum};
 
 #[derive(Parser)]
@@ -18,7 +19,7 @@ pub struct Cli {
     pub root: PathBuf,
 
     /// Logging level
-    #[arg(short = 'l', long, global = true, default_value = "warn", value_parser = ["debug", "info", "warn", "error", "fatal"])]
+    #[arg(short = 'l', long, default_value = "warn", value_parser = ["debug", "info", "warn", "error", "fatal"])]
     pub log_level: String,
 
     /// Registry settings (registry-mirrors, insecure-registries); CA
@@ -67,12 +68,182 @@ pub enum Command {
     History(HistoryArgs),
     /// Return low-level information on berth objects
     Inspect(InspectArgs),
-    /// Run a command in a new container (foreground; --rm is required for now)
+    /// Create and run a new container from an image
     Run(Box<RunArgs>),
+    /// Create a new container
+    Create(Box<RunArgs>),
+    /// Start one or more stopped containers
+    Start(StartArgs),
+    /// Stop one or more running containers
+    Stop(StopArgs),
+    /// Restart one or more containers
+    Restart(StopArgs),
+    /// Kill one or more running containers
+    Kill(KillArgs),
+    /// Remove one or more containers
+    Rm(RmArgs),
+    /// List containers
+    Ps(PsArgs),
+    /// Fetch the logs of a container
+    Logs(LogsArgs),
+    /// Block until one or more containers stop, then print their exit codes
+    Wait(ContainersArgs),
+    /// Rename a container
+    Rename(RenameArgs),
+    /// Manage containers
+    #[command(subcommand)]
+    Container(ContainerCommand),
     /// Display system-wide information
     Info(InfoArgs),
     /// Show the berth version information
     Version,
+}
+
+#[derive(Subcommand)]
+pub enum ContainerCommand {
+    /// List containers
+    #[command(visible_alias = "list", visible_alias = "ps")]
+    Ls(PsArgs),
+    /// Create and run a new container from an image
+    Run(Box<RunArgs>),
+    /// Create a new container
+    Create(Box<RunArgs>),
+    /// Start one or more stopped containers
+    Start(StartArgs),
+    /// Stop one or more running containers
+    Stop(StopArgs),
+    /// Restart one or more containers
+    Restart(StopArgs),
+    /// Kill one or more running containers
+    Kill(KillArgs),
+    /// Remove one or more containers
+    #[command(visible_alias = "remove")]
+    Rm(RmArgs),
+    /// Fetch the logs of a container
+    Logs(LogsArgs),
+    /// Block until one or more containers stop, then print their exit codes
+    Wait(ContainersArgs),
+    /// Rename a container
+    Rename(RenameArgs),
+    /// Display detailed information on one or more containers
+    Inspect(ImageInspectArgs),
+    /// Remove all stopped containers
+    Prune(ContainerPruneArgs),
+}
+
+#[derive(Args)]
+pub struct StartArgs {
+    /// Attach STDOUT/STDERR and forward signals
+    #[arg(short, long)]
+    pub attach: bool,
+    /// Attach container's STDIN
+    #[arg(short, long)]
+    pub interactive: bool,
+    #[arg(required = true, value_name = "CONTAINER")]
+    pub containers: Vec<String>,
+}
+
+#[derive(Args)]
+pub struct StopArgs {
+    /// Seconds to wait before killing the container
+    #[arg(short, long)]
+    pub time: Option<i64>,
+    /// Signal to send to the container
+    #[arg(short, long)]
+    pub signal: Option<String>,
+    #[arg(required = true, value_name = "CONTAINER")]
+    pub containers: Vec<String>,
+}
+
+#[derive(Args)]
+pub struct KillArgs {
+    /// Signal to send to the container
+    #[arg(short, long, default_value = "KILL")]
+    pub signal: String,
+    #[arg(required = true, value_name = "CONTAINER")]
+    pub containers: Vec<String>,
+}
+
+#[derive(Args)]
+pub struct RmArgs {
+    /// Force the removal of a running container (uses SIGKILL)
+    #[arg(short, long)]
+    pub force: bool,
+    /// Remove anonymous volumes associated with the container (berth makes none yet)
+    #[arg(short, long)]
+    pub volumes: bool,
+    #[arg(required = true, value_name = "CONTAINER")]
+    pub containers: Vec<String>,
+}
+
+#[derive(Args)]
+pub struct PsArgs {
+    /// Show all containers (default shows just running)
+    #[arg(short, long)]
+    pub all: bool,
+    /// Filter output based on conditions provided (status, name, label, ancestor, exited, id)
+    #[arg(short, long)]
+    pub filter: Vec<String>,
+    /// Format output using a Go template, 'table', 'table TEMPLATE' or 'json'
+    #[arg(long)]
+    pub format: Option<String>,
+    /// Show n last created containers (includes all states)
+    #[arg(short = 'n', long)]
+    pub last: Option<usize>,
+    /// Show the latest created container (includes all states)
+    #[arg(short, long)]
+    pub latest: bool,
+    /// Don't truncate output
+    #[arg(long)]
+    pub no_trunc: bool,
+    /// Only display container IDs
+    #[arg(short, long)]
+    pub quiet: bool,
+    /// Display total file sizes
+    #[arg(short, long)]
+    pub size: bool,
+}
+
+#[derive(Args)]
+pub struct LogsArgs {
+    /// Follow log output
+    #[arg(short, long)]
+    pub follow: bool,
+    /// Number of lines to show from the end of the logs (or "all")
+    #[arg(short = 'n', long, default_value = "all")]
+    pub tail: String,
+    /// Show timestamps
+    #[arg(short, long)]
+    pub timestamps: bool,
+    /// Show logs since timestamp (RFC 3339) or relative (e.g. 42m)
+    #[arg(long)]
+    pub since: Option<String>,
+    /// Show logs before a timestamp (RFC 3339) or relative (e.g. 42m)
+    #[arg(long)]
+    pub until: Option<String>,
+    #[arg(value_name = "CONTAINER")]
+    pub container: String,
+}
+
+#[derive(Args)]
+pub struct ContainersArgs {
+    #[arg(required = true, value_name = "CONTAINER")]
+    pub containers: Vec<String>,
+}
+
+#[derive(Args)]
+pub struct RenameArgs {
+    #[arg(value_name = "CONTAINER")]
+    pub container: String,
+    #[arg(value_name = "NEW_NAME")]
+    pub new_name: String,
+}
+
+#[derive(Args)]
+pub struct ContainerPruneArgs {
+    /// Do not prompt for confirmation
+    #[arg(short, long)]
+    pub force: bool,
 }
 
 #[derive(Subcommand)]
@@ -308,6 +479,36 @@ pub struct RunArgs {
     /// Automatically remove the container when it exits
     #[arg(long)]
     pub rm: bool,
+    /// Run container in background and print container ID
+    #[arg(short, long)]
+    pub detach: bool,
+    /// Assign a name to the container
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Restart policy to apply when a container exits (no, on-failure[:N], always, unless-stopped)
+    #[arg(long)]
+    pub restart: Option<String>,
+    /// Set meta data on a container
+    #[arg(short, long)]
+    pub label: Vec<String>,
+    /// Signal to stop the container
+    #[arg(long)]
+    pub stop_signal: Option<String>,
+    /// Timeout (in seconds) to stop a container
+    #[arg(long)]
+    pub stop_timeout: Option<i64>,
+    /// Log driver options (max-size, max-file)
+    #[arg(long)]
+    pub log_opt: Vec<String>,
+    /// Log driver for the container (json-file only)
+    #[arg(long)]
+    pub log_driver: Option<String>,
+    /// Keep STDIN open even if not attached
+    #[arg(short, long)]
+    pub interactive: bool,
+    /// Allocate a pseudo-TTY (not supported yet)
+    #[arg(short, long)]
+    pub tty: bool,
     /// Set environment variables
     #[arg(short, long)]
     pub env: Vec<String>,
@@ -396,28 +597,6 @@ pub fn parse_swap(s: &str) -> Result<i64, String> {
     } else {
         parse_bytes(s)
     }
-}
-
-/// docker's memory sizes: a number with an optional b, k, m or g (powers of 1024).
-pub fn parse_bytes(s: &str) -> Result<i64, String> {
-    let lower = s.trim().to_ascii_lowercase();
-    let (num, unit) = match lower.find(|c: char| c.is_ascii_alphabetic()) {
-        Some(i) => lower.split_at(i),
-        None => (lower.as_str(), ""),
-    };
-    let shift = match unit.trim_end_matches('b') {
-        "" => 0,
-        "k" => 10,
-        "m" => 20,
-        "g" => 30,
-        _ => {
-            return Err(format!(
-                "invalid size {s:?}: use a number with b, k, m or g"
-            ))
-        }
-    };
-    let value: f64 = num.parse().map_err(|_| format!("invalid size {s:?}"))?;
-    Ok((value * (1u64 << shift) as f64) as i64)
 }
 
 #[derive(Args)]

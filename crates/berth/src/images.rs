@@ -4,7 +4,7 @@ use std::io::{self, BufRead, Write};
 
 use serde::Serialize;
 
-use berth_engine::{Engine, ImageFilter, Removed};
+use berth_engine::{Engine, EngineError, ImageFilter, Removed};
 use berth_image::reference::{familiar, split_tag};
 use berth_image::Digest;
 
@@ -132,30 +132,39 @@ pub fn list(engine: &Engine, a: &ImagesArgs) -> Result<(), CliError> {
     Ok(())
 }
 
-pub fn inspect(engine: &Engine, names: &[String], format: Option<&str>) -> Result<(), CliError> {
+/// An image's inspect document, names spelt as docker spells them.
+pub fn image_details(engine: &Engine, name: &str) -> Result<serde_json::Value, EngineError> {
+    let mut d = engine.inspect_image(name)?;
+    d.repo_tags = d
+        .repo_tags
+        .iter()
+        .map(|t| familiar(t).to_string())
+        .collect();
+    d.repo_digests = d
+        .repo_digests
+        .iter()
+        .map(|t| familiar(t).to_string())
+        .collect();
+    Ok(serde_json::to_value(d).expect("details serialise"))
+}
+
+/// `inspect` of each name with `find`; as docker: what was found is
+/// printed, then the first error.
+pub fn inspect_each(
+    names: &[String],
+    format: Option<&str>,
+    mut find: impl FnMut(&str) -> Result<serde_json::Value, EngineError>,
+) -> Result<(), CliError> {
     let mut found = Vec::new();
     let mut first_error = None;
     for name in names {
-        match engine.inspect_image(name) {
-            Ok(mut d) => {
-                d.repo_tags = d
-                    .repo_tags
-                    .iter()
-                    .map(|t| familiar(t).to_string())
-                    .collect();
-                d.repo_digests = d
-                    .repo_digests
-                    .iter()
-                    .map(|t| familiar(t).to_string())
-                    .collect();
-                found.push(d);
-            }
+        match find(name) {
+            Ok(d) => found.push(d),
             Err(e) => {
                 first_error.get_or_insert(e);
             }
         }
     }
-    // As docker: what was found is printed, then the first error.
     if !found.is_empty() || format.is_none() {
         write_inspect(&found, format)?;
     }

@@ -2,6 +2,7 @@
 //! crate that prints.
 
 mod cli;
+mod containers;
 mod format;
 mod images;
 mod info;
@@ -14,7 +15,7 @@ use std::process::ExitCode;
 use clap::Parser;
 
 use berth_engine::{Engine, EngineError};
-use cli::{Cli, Command, ImageCommand};
+use cli::{Cli, Command, ContainerCommand, ImageCommand};
 
 /// Exit codes as docker's CLI: 125 when the command line is wrong, 1 when
 /// the command failed.
@@ -108,9 +109,25 @@ fn run(cli: Cli) -> Result<(), CliError> {
     match cli.command {
         Command::Images(a) | Command::Image(ImageCommand::Ls(a)) => images::list(&engine, &a),
         Command::Image(ImageCommand::Inspect(a)) => {
-            images::inspect(&engine, &a.images, a.format.as_deref())
+            images::inspect_each(&a.images, a.format.as_deref(), |n| {
+                images::image_details(&engine, n)
+            })
         }
-        Command::Inspect(a) => images::inspect(&engine, &a.names, a.format.as_deref()),
+        Command::Container(ContainerCommand::Inspect(a)) => {
+            images::inspect_each(&a.images, a.format.as_deref(), |n| {
+                engine.inspect_container(n)
+            })
+        }
+        // docker's `inspect` looks for a container first, then an image.
+        Command::Inspect(a) => {
+            images::inspect_each(&a.names, a.format.as_deref(), |n| {
+                match engine.inspect_container(n) {
+                    Err(EngineError::NoSuchContainer(_)) => images::image_details(&engine, n)
+                        .map_err(|_| EngineError::NoSuchObject(n.to_string())),
+                    other => other,
+                }
+            })
+        }
         Command::History(a) | Command::Image(ImageCommand::History(a)) => {
             images::history(&engine, &a)
         }
@@ -133,7 +150,38 @@ fn run(cli: Cli) -> Result<(), CliError> {
         Command::Login(a) => registry::login(&mut files.remote()?, &a),
         Command::Logout(a) => registry::logout(&mut files.remote()?, &a),
         Command::Info(a) => info::info(&engine, a.format.as_deref()),
-        Command::Run(a) => run::run(&mut engine, &a),
+        Command::Run(a) | Command::Container(ContainerCommand::Run(a)) => run::run(&mut engine, &a),
+        Command::Create(a) | Command::Container(ContainerCommand::Create(a)) => {
+            run::create(&mut engine, &a)
+        }
+        Command::Start(a) | Command::Container(ContainerCommand::Start(a)) => {
+            containers::start(&mut engine, &a)
+        }
+        Command::Stop(a) | Command::Container(ContainerCommand::Stop(a)) => {
+            containers::stop(&mut engine, &a)
+        }
+        Command::Restart(a) | Command::Container(ContainerCommand::Restart(a)) => {
+            containers::restart(&mut engine, &a)
+        }
+        Command::Kill(a) | Command::Container(ContainerCommand::Kill(a)) => {
+            containers::kill(&mut engine, &a)
+        }
+        Command::Rm(a) | Command::Container(ContainerCommand::Rm(a)) => {
+            containers::rm(&mut engine, &a)
+        }
+        Command::Ps(a) | Command::Container(ContainerCommand::Ls(a)) => {
+            containers::ps(&mut engine, &a)
+        }
+        Command::Logs(a) | Command::Container(ContainerCommand::Logs(a)) => {
+            containers::logs(&mut engine, &a)
+        }
+        Command::Wait(a) | Command::Container(ContainerCommand::Wait(a)) => {
+            containers::wait(&mut engine, &a)
+        }
+        Command::Rename(a) | Command::Container(ContainerCommand::Rename(a)) => {
+            containers::rename(&mut engine, &a)
+        }
+        Command::Container(ContainerCommand::Prune(a)) => containers::prune(&mut engine, &a),
         Command::Version => unreachable!("handled before the store is opened"),
     }
 }

@@ -1,6 +1,9 @@
-//! run: a container in the foreground, with docker's exit codes (125 when
-//! berth failed, 126 when the command cannot run, 127 when it is not
-//! found, else the container's own).
+//! run and create: a container from an image, with docker's exit codes
+//! (125 when berth failed, 126 when the command cannot run, 127 when it is
+//! not found, else the container's own).
+
+use std::io::Write;
+use std::time::Duration;
 
 use berth_engine::{Engine, EngineError, RunOptions};
 
@@ -9,14 +12,19 @@ use crate::CliError;
 
 const EXIT_BERTH_FAILED: u8 = 125;
 
-pub fn run(engine: &mut Engine, a: &RunArgs) -> Result<(), CliError> {
-    if !a.rm {
-        // Containers that outlive `run` need records and a monitor, which
-        // are not built yet: say so rather than pretend.
-        eprintln!("berth: run keeps no container yet: pass --rm (berth removes the container when it exits)");
-        return Err(CliError::Exit(EXIT_BERTH_FAILED));
+/// The flags as the engine takes them. As docker: `--env-file` first,
+/// then `-e`, the later winning.
+fn options(a: &RunArgs) -> Result<RunOptions, CliError> {
+    if a.tty {
+        return Err(CliError::Usage(
+            "-t/--tty: berth cannot give a container a terminal yet".to_string(),
+        ));
     }
-    // As docker: --env-file first, then -e, the later winning.
+    if let Some(d) = a.log_driver.as_deref().filter(|d| *d != "json-file") {
+        return Err(CliError::Usage(format!(
+            "--log-driver {d}: berth writes json-file logs only"
+        )));
+    }
     let mut env = Vec::new();
     for path in &a.env_file {
         let text = std::fs::read_to_string(path).map_err(|source| CliError::Io {
@@ -31,8 +39,15 @@ pub fn run(engine: &mut Engine, a: &RunArgs) -> Result<(), CliError> {
         );
     }
     env.extend(a.env.iter().cloned());
-    let opts = RunOptions {
+    Ok(RunOptions {
         image: a.image.clone(),
+        name: a.name.clone(),
+        auto_remove: a.rm,
+        restart: a.restart.clone(),
+        labels: a.label.clone(),
+        stop_signal: a.stop_signal.clone(),
+        stop_timeout: a.stop_timeout,
+        log_opts: a.log_opt.clone(),
         command: a.command.clone(),
         entrypoint: a.entrypoint.clone(),
         env,
@@ -57,20 +72,85 @@ pub fn run(engine: &mut Engine, a: &RunArgs) -> Result<(), CliError> {
         cpu_quota: a.cpu_quota,
         cpu_period: a.cpu_period,
         shm_size: a.shm_size,
-    };
-    match engine.run_removed(&opts) {
-        Ok(code) => Err(CliError::Exit(u8::try_from(code).unwrap_or(255))),
-        Err(e) => {
-            eprintln!("berth: {e}");
-            let code = match &e {
-                EngineError::Runtime(berth_runtime_error) => berth_runtime_error
-                    .exec_status()
-                    .unwrap_or(EXIT_BERTH_FAILED as i32),
-                _ => EXIT_BERTH_FAILED as i32,
-            };
-            Err(CliError::Exit(
-                u8::try_from(code).unwrap_or(EXIT_BERTH_FAILED),
-            ))
-        }
+    })
+}
+
+/// An engine error as `run` reports it: one line, and docker's exit code.
+fn failed(e: EngineError) -> CliError {
+    eprintln!("berth: {e}");
+    let code = match &e {
+        EngineError::Runtime(r) => r.exec_status(),
+        EngineError::StartFailed { exec_status, .. } => *exec_status,
+        _ => None,
     }
+    .unwrap_or(EXIT_BERTH_FAILED as i32);
+    CliError::Exit(u8::try_from(code).unwrap_or(EXIT_BERTH_FAILED))
+}
+
+pub fn create(engine: &mut Engine, a: &RunArgs) -> Result<(), CliError> {
+    if a.detach {
+        return Err(CliError::Usage(
+            "unknown flag: --detach (create never starts the container)".to_string(),
+        ));
+    }
+    let opts = options(a)?;
+    let id = engine.create_container(&opts).map_err(failed)?;
+    println!("{id}");
+    Ok(())
+}
+
+pub fn run(engine: &mut Engine, a: &RunArgs) -> Result<(), CliError> {
+    let opts = options(a)?;
+    if opts.auto_remove && !a.detach {
+        // The fast path: the runtime in-process, no record, no monitor.
+        return match engine.run_removed(&opts) {
+            Ok(code) => Err(CliError::Exit(u8::try_from(code).unwrap_or(255))),
+            Err(e) => Err(failed(e)),
+        };
+    }
+    let id = engine.create_container(&opts).map_err(failed)?;
+    if let Err(e) = engine.start_container(&id) {
+        return Err(failed(e));
+    }
+    if a.detach {
+        println!("{id}");
+        return Ok(());
+    }
+    // In the foreground: what the container prints, until it exits.
+    let code = follow_to_end(engine, &id)?;
+    Err(CliError::Exit(u8::try_from(code).unwrap_or(255)))
+}
+
+/// Prints a running container's output as it comes (stdout to stdout,
+/// stderr to stderr) until it exits; returns its exit code.
+pub fn follow_to_end(engine: &mut Engine, id: &str) -> Result<i32, CliError> {
+    let (_, entries, mut reader) = engine.container_logs(id)?;
+    write_entries(&entries, false);
+    loop {
+        let active = engine.container_active(id)?;
+        write_entries(&reader.read_new()?, false);
+        if !active {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Ok(engine.wait_container(id)?)
+}
+
+/// Writes log entries to stdout or stderr by their stream.
+pub fn write_entries(entries: &[berth_engine::LogEntry], timestamps: bool) {
+    let mut out = std::io::stdout().lock();
+    let mut err = std::io::stderr().lock();
+    for e in entries {
+        let w: &mut dyn Write = if e.stream == "stderr" {
+            &mut err
+        } else {
+            &mut out
+        };
+        if timestamps {
+            let _ = write!(w, "{} ", e.time);
+        }
+        let _ = w.write_all(e.log.as_bytes());
+    }
+    let _ = out.flush();
 }

@@ -12,7 +12,7 @@ use berth_image::Digest;
 
 use crate::EngineError;
 
-const SCHEMA_VERSION: i64 = 2;
+const SCHEMA_VERSION: i64 = 3;
 
 const SCHEMA: &str = "
 CREATE TABLE images (
@@ -57,6 +57,21 @@ CREATE TABLE repo_digests (
     PRIMARY KEY (name)
 );
 CREATE INDEX repo_digests_image ON repo_digests(image_id);
+";
+
+/// Version 3: containers. What a container was made from lives here; its
+/// run state (pid, exit code, times) is the monitor's, in
+/// `containers/<id>/state.json`.
+const SCHEMA_V3: &str = "
+CREATE TABLE containers (
+    id          TEXT PRIMARY KEY,
+    name        TEXT NOT NULL UNIQUE,
+    image_id    TEXT NOT NULL,
+    image       TEXT NOT NULL,          -- the name it was created from
+    created     TEXT NOT NULL,
+    options     TEXT NOT NULL           -- JSON: the options it was made with
+);
+CREATE INDEX containers_image ON containers(image_id);
 ";
 
 pub struct Db {
@@ -114,6 +129,11 @@ impl Db {
         }
         if version < 2 {
             tx.execute_batch(SCHEMA_V2)?;
+        }
+        if version < 3 {
+            tx.execute_batch(SCHEMA_V3)?;
+        }
+        if version < SCHEMA_VERSION {
             tx.pragma_update(None, "user_version", SCHEMA_VERSION)?;
         }
         tx.commit()?;
@@ -378,6 +398,104 @@ fn set_tag(conn: &Connection, name: &str, id: &Digest, now: &str) -> Result<(), 
         params![name, id.to_string(), now],
     )?;
     Ok(())
+}
+
+/// A container row.
+#[derive(Debug, Clone)]
+pub struct ContainerRow {
+    pub id: String,
+    pub name: String,
+    pub image_id: Digest,
+    pub image: String,
+    pub created: String,
+    pub options: String,
+}
+
+const CONTAINER_COLUMNS: &str = "id, name, image_id, image, created, options";
+
+fn container_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ContainerRow> {
+    Ok(ContainerRow {
+        id: r.get(0)?,
+        name: r.get(1)?,
+        image_id: digest(r.get(2)?)?,
+        image: r.get(3)?,
+        created: r.get(4)?,
+        options: r.get(5)?,
+    })
+}
+
+impl Db {
+    /// Records a container; false when its name is taken.
+    pub fn insert_container(&mut self, c: &ContainerRow) -> Result<bool, EngineError> {
+        let inserted = self.conn.execute(
+            "INSERT OR IGNORE INTO containers (id, name, image_id, image, created, options)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            params![
+                c.id,
+                c.name,
+                c.image_id.to_string(),
+                c.image,
+                c.created,
+                c.options
+            ],
+        )?;
+        Ok(inserted == 1)
+    }
+
+    /// Every container, newest first.
+    pub fn containers(&self) -> Result<Vec<ContainerRow>, EngineError> {
+        let mut stmt = self.conn.prepare(&format!(
+            "SELECT {CONTAINER_COLUMNS} FROM containers ORDER BY created DESC"
+        ))?;
+        let rows = stmt
+            .query_map([], container_row)?
+            .collect::<Result<_, _>>()?;
+        Ok(rows)
+    }
+
+    /// Containers whose ID starts with `prefix`, or named `name`.
+    pub fn find_containers(&self, name: &str) -> Result<Vec<ContainerRow>, EngineError> {
+        let mut stmt = self.conn.prepare(&format!(
+            "SELECT {CONTAINER_COLUMNS} FROM containers WHERE name = ?1 OR id LIKE ?2 ORDER BY name = ?1 DESC, id = ?1 DESC"
+        ))?;
+        let rows = stmt
+            .query_map(params![name, format!("{name}%")], container_row)?
+            .collect::<Result<_, _>>()?;
+        Ok(rows)
+    }
+
+    pub fn delete_container(&mut self, id: &str) -> Result<(), EngineError> {
+        self.conn
+            .execute("DELETE FROM containers WHERE id = ?1", [id])?;
+        Ok(())
+    }
+
+    /// Renames a container; false when the new name is taken.
+    pub fn rename_container(&mut self, id: &str, name: &str) -> Result<bool, EngineError> {
+        match self
+            .conn
+            .execute("UPDATE containers SET name = ?2 WHERE id = ?1", [id, name])
+        {
+            Ok(_) => Ok(true),
+            Err(rusqlite::Error::SqliteFailure(e, _))
+                if e.code == rusqlite::ErrorCode::ConstraintViolation =>
+            {
+                Ok(false)
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// The containers made from an image.
+    pub fn containers_of_image(&self, image: &Digest) -> Result<Vec<String>, EngineError> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT id FROM containers WHERE image_id = ?1")?;
+        let rows = stmt
+            .query_map([image.to_string()], |r| r.get(0))?
+            .collect::<Result<_, _>>()?;
+        Ok(rows)
+    }
 }
 
 fn add_repo_digest(conn: &Connection, name: &str, id: &Digest) -> Result<(), EngineError> {

@@ -26,6 +26,33 @@ pub enum ErrorKind {
 pub enum EngineError {
     #[error("No such image: {0}")]
     ImageNotFound(String),
+    #[error("No such container: {0}")]
+    NoSuchContainer(String),
+    #[error("No such object: {0}")]
+    NoSuchObject(String),
+    #[error("container ID prefix {prefix:?} is ambiguous: it matches {count} containers")]
+    AmbiguousContainer { prefix: String, count: usize },
+    #[error("Conflict. The container name \"/{name}\" is already in use by container \"{id}\". You have to remove (or rename) that container to be able to reuse that name.")]
+    NameInUse { name: String, id: String },
+    #[error("cannot start container {name}: {error}")]
+    StartFailed {
+        name: String,
+        error: String,
+        /// 126/127 when the command cannot run / is not found.
+        exec_status: Option<i32>,
+    },
+    #[error("the monitor of container {id} failed: {reason}")]
+    MonitorFailed { id: String, reason: String },
+    #[error("Container {0} is not running")]
+    NotRunning(String),
+    #[error("cannot remove container \"/{0}\": container is running: stop the container before removing or force remove")]
+    ContainerRunning(String),
+    #[error("conflict: unable to remove repository reference \"{reference}\" (must force) - container {container} is using its referenced image {image}")]
+    ImageInUse {
+        reference: String,
+        container: String,
+        image: String,
+    },
     #[error("An image does not exist locally with the tag: {0}")]
     NoSuchTag(String),
     #[error("image {image} was found but is for {have}, not the requested platform {want}")]
@@ -103,7 +130,17 @@ impl EngineError {
     pub fn kind(&self) -> ErrorKind {
         use EngineError::*;
         match self {
-            ImageNotFound(_) | NoSuchTag(_) | PlatformMismatch { .. } => ErrorKind::NotFound,
+            ImageNotFound(_)
+            | NoSuchTag(_)
+            | PlatformMismatch { .. }
+            | NoSuchContainer(_)
+            | NoSuchObject(_) => ErrorKind::NotFound,
+            AmbiguousContainer { .. }
+            | NameInUse { .. }
+            | NotRunning(_)
+            | ContainerRunning(_)
+            | ImageInUse { .. } => ErrorKind::Conflict,
+            StartFailed { .. } | MonitorFailed { .. } => ErrorKind::Internal,
             Blob(BlobError::NotFound { .. }) => ErrorKind::NotFound,
             AmbiguousId { .. } | ReferencedInManyRepos { .. } => ErrorKind::Conflict,
             TagWithDigest(_)

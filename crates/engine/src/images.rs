@@ -109,7 +109,7 @@ impl Engine {
         Err(EngineError::ImageNotFound(name.to_string()))
     }
 
-    fn config_of(&self, id: &Digest) -> Result<ImageConfig, EngineError> {
+    pub(crate) fn config_of(&self, id: &Digest) -> Result<ImageConfig, EngineError> {
         Ok(ImageConfig::parse(&self.blobs.read(id)?, id)?)
     }
 
@@ -314,9 +314,21 @@ impl Engine {
             }
             _ => {}
         }
+        let users = self.containers_using(&resolved.id)?;
+        if let (Some(user), false) = (users.first(), force) {
+            return Err(EngineError::ImageInUse {
+                reference: name.to_string(),
+                container: user[..12].to_string(),
+                image: resolved.id.short().to_string(),
+            });
+        }
         for tag in &tags {
             self.db.untag(tag)?;
             out.push(Removed::Untagged(tag.clone()));
+        }
+        if !users.is_empty() {
+            // Forced: untagged, but kept for the containers made from it.
+            return Ok(out);
         }
         let (removed, _) = self.delete_locked(lock, &resolved.id)?;
         out.extend(removed);
@@ -346,15 +358,15 @@ impl Engine {
         Ok((out, freed))
     }
 
-    /// `image prune`: removes dangling images, or with `all` every image
-    /// (no container uses any yet), then anything on disk that no image
+    /// `image prune`: removes dangling images, or with `all` every image,
+    /// but never one a container uses; then anything on disk that no image
     /// references (left by an interrupted command).
     pub fn prune_images(&mut self, all: bool) -> Result<PruneReport, EngineError> {
         let lock = self.lock()?;
         let mut report = PruneReport::default();
         for row in self.db.images()? {
             let tags = self.db.tags_of(&row.id)?;
-            if !all && !tags.is_empty() {
+            if (!all && !tags.is_empty()) || !self.containers_using(&row.id)?.is_empty() {
                 continue;
             }
             for (tag, _) in tags {

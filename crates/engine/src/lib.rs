@@ -6,8 +6,13 @@
 //! the store take the store lock ([`lock::StoreLock`]); readers never
 //! wait for it, since SQLite's WAL gives them a consistent snapshot.
 
+// container_inspect.rs builds docker's large JSON document with json!.
+#![recursion_limit = "256"]
+
 mod archive;
 mod changes;
+mod container_inspect;
+mod containers;
 mod db;
 mod error;
 mod filters;
@@ -16,23 +21,32 @@ mod import;
 mod info;
 mod inspect;
 mod lock;
+mod logs;
+pub mod monitor;
 mod pull;
 mod push;
 mod register;
 mod remote;
+mod restart;
 mod run;
 mod spec;
+mod state;
+mod units;
 
 pub use archive::Loaded;
+pub use containers::{Container, LogEntry};
 pub use error::{EngineError, ErrorKind};
 pub use filters::ImageFilter;
 pub use images::{HistoryRow, ImageDetails, ImageSummary, PruneReport, Removed};
 pub use import::ImportOptions;
 pub use info::Info;
+pub use logs::LogReader;
 pub use pull::{parse_platform, LayerState, PullOptions, PullProgress, Pulled};
 pub use push::{PushProgress, Pushed};
 pub use remote::Remote;
 pub use run::RunOptions;
+pub use state::{RunState, Status};
+pub use units::parse_bytes;
 
 pub use berth_image::archive::ArchiveFormat;
 

@@ -1,12 +1,14 @@
-//! `run --rm` in the foreground: the image's layers under a fresh
-//! writable layer (overlayfs), /etc/hostname, hosts and resolv.conf
-//! generated as docker does, an OCI config made from the image config
-//! and the flags, berth-runtime in-process, and everything removed when
-//! the process exits. Containers that outlive the command (a monitor,
-//! records for `ps`, `start`, `logs`) are not built yet.
+//! A container's directory: the image's layers under a fresh writable
+//! layer (overlayfs), /etc/hostname, hosts and resolv.conf generated as
+//! docker does, an OCI config made from the image config and the flags.
+//! `run --rm` in the foreground runs it with berth-runtime in-process and
+//! removes everything when the process exits; containers that outlive the
+//! command are `containers.rs`'s.
 
 use std::fs;
 use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
 
 use berth_image::config::ImageConfig;
 use berth_runtime::create::CreateOptions;
@@ -15,10 +17,26 @@ use rustix::mount::{mount, unmount, MountFlags, UnmountFlags};
 use crate::spec::{container_spec, etc_files, SpecInput};
 use crate::{Engine, EngineError};
 
-/// What `run` was asked for, flag for flag as docker's.
-#[derive(Debug, Default, Clone)]
+/// What `run` or `create` was asked for, flag for flag as docker's. A
+/// container's record keeps it (as JSON) for `inspect` and its monitor.
+#[derive(Debug, Default, Clone, Serialize, Deserialize)]
+#[serde(default)]
 pub struct RunOptions {
     pub image: String,
+    /// `--name`; docker-style `adjective_name` when none is given.
+    pub name: Option<String>,
+    /// `--rm`: the container is removed when it exits.
+    pub auto_remove: bool,
+    /// `--restart no|on-failure[:N]|always|unless-stopped`.
+    pub restart: Option<String>,
+    /// `-l/--label KEY=VALUE`.
+    pub labels: Vec<String>,
+    /// `--stop-signal` (the image's STOPSIGNAL, else SIGTERM).
+    pub stop_signal: Option<String>,
+    /// `--stop-timeout`, seconds (10 by default).
+    pub stop_timeout: Option<i64>,
+    /// `--log-opt max-size=…`, `max-file=…`.
+    pub log_opts: Vec<String>,
     /// CMD override (the arguments after the image).
     pub command: Vec<String>,
     pub entrypoint: Option<String>,
@@ -55,15 +73,25 @@ pub struct RunOptions {
     pub shm_size: Option<i64>,
 }
 
-/// The container's directory and overlay mount, undone on drop whatever
-/// happened in between.
-struct Scratch {
-    dir: PathBuf,
+/// A container directory being made: the overlay mount and the directory
+/// are undone on drop unless `keep` is called.
+pub(crate) struct Scratch {
+    pub dir: PathBuf,
     mounted: bool,
+    kept: bool,
+}
+
+impl Scratch {
+    pub fn keep(mut self) {
+        self.kept = true;
+    }
 }
 
 impl Drop for Scratch {
     fn drop(&mut self) {
+        if self.kept {
+            return;
+        }
         if self.mounted {
             let _ = unmount(self.dir.join("merged"), UnmountFlags::DETACH);
         }
@@ -71,7 +99,7 @@ impl Drop for Scratch {
     }
 }
 
-fn random_id() -> Result<String, EngineError> {
+pub(crate) fn random_id() -> Result<String, EngineError> {
     let mut bytes = [0u8; 32];
     rustix::rand::getrandom(&mut bytes, rustix::rand::GetRandomFlags::empty()).map_err(|e| {
         EngineError::Io {
@@ -82,26 +110,57 @@ fn random_id() -> Result<String, EngineError> {
     Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
 }
 
+fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> EngineError {
+    let path = path.to_path_buf();
+    move |source| EngineError::Io { path, source }
+}
+
+/// Mounts a container's overlay: the image's layers (bottom first in
+/// `chains`) under the container's own upper directory.
+pub(crate) fn mount_overlay(options: &str, merged: &Path) -> Result<(), EngineError> {
+    let data = std::ffi::CString::new(options).map_err(|_| EngineError::Io {
+        path: merged.to_path_buf(),
+        source: std::io::ErrorKind::InvalidInput.into(),
+    })?;
+    mount(
+        "overlay",
+        merged,
+        "overlay",
+        MountFlags::empty(),
+        Some(data.as_c_str()),
+    )
+    .map_err(|e| io_err(merged)(e.into()))
+}
+
 impl Engine {
-    /// Runs a container in the foreground and removes it; returns the
-    /// exit code of its process.
-    pub fn run_removed(&mut self, opts: &RunOptions) -> Result<i32, EngineError> {
-        let image = self.resolve(&opts.image)?.id;
-        let config = ImageConfig::parse(&self.blobs.read(&image)?, &image)?;
-        let chains: Vec<String> = self
+    /// The chain IDs of an image's layers, bottom first.
+    pub(crate) fn chains_of(
+        &self,
+        image: &berth_image::Digest,
+    ) -> Result<Vec<String>, EngineError> {
+        Ok(self
             .db
-            .layers_of(&image)?
+            .layers_of(image)?
             .iter()
             .map(|(c, _, _)| c.hex().to_string())
-            .collect();
-        let id = random_id()?;
-        let io_err = |path: &Path| {
-            let path = path.to_path_buf();
-            move |source| EngineError::Io { path, source }
-        };
+            .collect())
+    }
+
+    /// Makes container `id`'s directory: upper/work/merged dirs, the
+    /// overlay mounted, /etc files, the OCI config (`config.json`, a
+    /// bundle the runtime can take).
+    pub(crate) fn prepare_container(
+        &self,
+        id: &str,
+        image: &berth_image::Digest,
+        opts: &RunOptions,
+    ) -> Result<Scratch, EngineError> {
+        let config = ImageConfig::parse(&self.blobs.read(image)?, image)?;
+        let chains = self.chains_of(image)?;
         let mut scratch = Scratch {
-            dir: self.root.join("containers").join(&id),
+            dir: self.root.join("containers").join(id),
             mounted: false,
+            kept: false,
         };
         for sub in ["upper", "work", "merged", "lower"] {
             let p = scratch.dir.join(sub);
@@ -109,18 +168,7 @@ impl Engine {
         }
         let dirs = self.layers.container_mount(&chains, &scratch.dir);
         let merged = scratch.dir.join("merged");
-        let data = std::ffi::CString::new(dirs.options).map_err(|_| EngineError::Io {
-            path: merged.clone(),
-            source: std::io::ErrorKind::InvalidInput.into(),
-        })?;
-        mount(
-            "overlay",
-            &merged,
-            "overlay",
-            MountFlags::empty(),
-            Some(data.as_c_str()),
-        )
-        .map_err(|e| io_err(&merged)(e.into()))?;
+        mount_overlay(&dirs.options, &merged)?;
         scratch.mounted = true;
 
         let hostname = opts
@@ -133,7 +181,7 @@ impl Engine {
             fs::write(&path, content).map_err(io_err(&path))?;
         }
         let spec = container_spec(&SpecInput {
-            id: &id,
+            id,
             hostname: &hostname,
             image: &config,
             rootfs: &merged,
@@ -146,6 +194,15 @@ impl Engine {
             serde_json::to_vec_pretty(&spec).expect("a spec serialises"),
         )
         .map_err(io_err(&config_path))?;
+        Ok(scratch)
+    }
+
+    /// Runs a container in the foreground and removes it; returns the
+    /// exit code of its process.
+    pub fn run_removed(&mut self, opts: &RunOptions) -> Result<i32, EngineError> {
+        let image = self.resolve(&opts.image)?.id;
+        let id = random_id()?;
+        let scratch = self.prepare_container(&id, &image, opts)?;
         let state = self.root.join("runtime");
         Ok(berth_runtime::lifecycle::run(
             &state,

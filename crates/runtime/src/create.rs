@@ -27,6 +27,10 @@ pub struct CreateOptions {
     pub console_socket: Option<PathBuf>,
     /// Where to write the container's PID.
     pub pid_file: Option<PathBuf>,
+    /// SIGKILL the container's process when the process that created it
+    /// dies: a monitor killed (as a reboot would) takes its container
+    /// with it, rather than leaving one nobody watches.
+    pub die_with_parent: bool,
 }
 
 /// Creates container `id` from `bundle`: when this returns, its process
@@ -168,6 +172,7 @@ fn spawn(
                 join,
                 new_userns,
                 seccomp,
+                die_with_parent: opts.die_with_parent,
             })
         }
         Forked::Parent { child } => {

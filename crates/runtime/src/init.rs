@@ -31,6 +31,7 @@ pub(crate) struct InitArgs<'a> {
     pub new_userns: bool,
     /// The compiled seccomp filter, to load last.
     pub seccomp: Option<libseccomp::ScmpFilterContext>,
+    pub die_with_parent: bool,
 }
 
 /// Never returns: the container's program replaces this process, or it
@@ -63,6 +64,12 @@ fn expect(ch: &Channel, what: &str) -> Result<Message, ChildError> {
 
 fn init(a: &InitArgs<'_>) -> Result<Infallible, ChildError> {
     let cfg = a.cfg;
+    if a.die_with_parent {
+        // Survives execve. The parent is alive here: it waits for Ready
+        // on the channel below, so no death can slip in between.
+        rustix::process::set_parent_process_death_signal(Some(rustix::process::Signal::KILL))
+            .map_err(|e| ChildError::io("prctl", "PR_SET_PDEATHSIG", std::io::Error::from(e)))?;
+    }
     // Step 2 (child): wait until the parent has put us in the cgroup and
     // written the id maps; nothing may run outside the limits.
     let state = match expect(&a.channel, "the cgroup")? {

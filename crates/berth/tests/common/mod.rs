@@ -19,6 +19,34 @@ pub struct Berth {
     pub dir: TempDir,
 }
 
+/// Whatever a test leaves running in its store (it failed half-way) is
+/// removed with the store: its containers (and so their monitors and
+/// processes, by berth's own `rm -f`), then any mount under it.
+impl Drop for Berth {
+    fn drop(&mut self) {
+        let containers = self.root().join("containers");
+        if std::fs::read_dir(&containers).is_ok_and(|mut d| d.next().is_some()) {
+            if let Ok(out) = self.command(&["ps", "-aq", "--no-trunc"]).output() {
+                for id in String::from_utf8_lossy(&out.stdout).lines() {
+                    let _ = self.command(&["rm", "-f", id]).output();
+                }
+            }
+        }
+        let prefix = self.dir.path().display().to_string();
+        let mut mounts: Vec<String> = std::fs::read_to_string("/proc/self/mountinfo")
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| l.split(' ').nth(4))
+            .filter(|m| m.starts_with(&prefix))
+            .map(String::from)
+            .collect();
+        mounts.sort_by_key(|m| std::cmp::Reverse(m.len()));
+        for m in mounts {
+            let _ = Command::new("umount").arg("-l").arg(&m).status();
+        }
+    }
+}
+
 impl Berth {
     pub fn new() -> Self {
         Berth {

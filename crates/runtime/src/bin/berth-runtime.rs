@@ -213,6 +213,7 @@ fn options(a: &CreateArgs) -> CreateOptions {
     CreateOptions {
         console_socket: a.console_socket.clone(),
         pid_file: a.pid_file.clone(),
+        ..CreateOptions::default()
     }
 }
 

@@ -1,0 +1,383 @@
+//! ps, start, stop, restart, kill, rm, logs, wait, rename, container
+//! prune and container inspect, printed as docker prints them.
+
+use std::io::{self, BufRead, Write};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+use berth_engine::{Container, Engine, EngineError, Status};
+use berth_image::reference::familiar;
+
+use crate::cli::{
+    ContainerPruneArgs, ContainersArgs, KillArgs, LogsArgs, PsArgs, RenameArgs, RmArgs, StartArgs,
+    StopArgs,
+};
+use crate::format::{created_at, human_duration, since, Format};
+use crate::run::{follow_to_end, write_entries};
+use crate::CliError;
+
+/// Runs `f` on each named container; prints what it returns, or the
+/// error, and goes on, as docker does; exit 1 if any failed.
+fn each(
+    names: &[String],
+    mut f: impl FnMut(&str) -> Result<Option<String>, EngineError>,
+) -> Result<(), CliError> {
+    let mut failed = false;
+    for name in names {
+        match f(name) {
+            Ok(Some(line)) => println!("{line}"),
+            Ok(None) => {}
+            Err(e) => {
+                eprintln!("Error: {e}");
+                failed = true;
+            }
+        }
+    }
+    if failed {
+        Err(CliError::Reported)
+    } else {
+        Ok(())
+    }
+}
+
+pub fn start(engine: &mut Engine, a: &StartArgs) -> Result<(), CliError> {
+    if a.interactive {
+        return Err(CliError::Usage(
+            "-i/--interactive: berth cannot attach stdin to a container yet".to_string(),
+        ));
+    }
+    if a.attach {
+        let [name] = a.containers.as_slice() else {
+            return Err(CliError::Usage(
+                "you cannot start and attach multiple containers at once".to_string(),
+            ));
+        };
+        let c = engine.start_container(name)?;
+        let code = follow_to_end(engine, &c.id)?;
+        return Err(CliError::Exit(u8::try_from(code).unwrap_or(255)));
+    }
+    each(&a.containers, |n| {
+        engine.start_container(n).map(|_| Some(n.to_string()))
+    })
+}
+
+pub fn stop(engine: &mut Engine, a: &StopArgs) -> Result<(), CliError> {
+    each(&a.containers, |n| {
+        engine
+            .stop_container(n, a.time, a.signal.as_deref())
+            .map(|_| Some(n.to_string()))
+    })
+}
+
+pub fn restart(engine: &mut Engine, a: &StopArgs) -> Result<(), CliError> {
+    each(&a.containers, |n| {
+        engine.stop_container(n, a.time, a.signal.as_deref())?;
+        engine.start_container(n).map(|_| Some(n.to_string()))
+    })
+}
+
+pub fn kill(engine: &mut Engine, a: &KillArgs) -> Result<(), CliError> {
+    each(&a.containers, |n| {
+        engine
+            .kill_container(n, &a.signal)
+            .map(|_| Some(n.to_string()))
+    })
+}
+
+pub fn rm(engine: &mut Engine, a: &RmArgs) -> Result<(), CliError> {
+    each(&a.containers, |n| {
+        engine
+            .remove_container(n, a.force)
+            .map(|_| Some(n.to_string()))
+    })
+}
+
+pub fn wait(engine: &mut Engine, a: &ContainersArgs) -> Result<(), CliError> {
+    each(&a.containers, |n| {
+        engine.wait_container(n).map(|code| Some(code.to_string()))
+    })
+}
+
+pub fn rename(engine: &mut Engine, a: &RenameArgs) -> Result<(), CliError> {
+    Ok(engine.rename_container(&a.container, &a.new_name)?)
+}
+
+pub fn prune(engine: &mut Engine, a: &ContainerPruneArgs) -> Result<(), CliError> {
+    if !a.force {
+        print!("WARNING! This will remove all stopped containers.\nAre you sure you want to continue? [y/N] ");
+        let _ = io::stdout().flush();
+        let mut answer = String::new();
+        let _ = io::stdin().lock().read_line(&mut answer);
+        if !matches!(answer.trim(), "y" | "Y" | "yes") {
+            return Ok(());
+        }
+    }
+    let removed = engine.prune_containers()?;
+    if !removed.is_empty() {
+        println!("Deleted Containers:");
+        for id in &removed {
+            println!("{id}");
+        }
+        println!();
+    }
+    println!("Total reclaimed space: 0B");
+    Ok(())
+}
+
+pub fn logs(engine: &mut Engine, a: &LogsArgs) -> Result<(), CliError> {
+    let since = a.since.as_deref().map(parse_time).transpose()?;
+    let until = a.until.as_deref().map(parse_time).transpose()?;
+    let keep = |e: &berth_engine::LogEntry| {
+        let t = DateTime::parse_from_rfc3339(&e.time).map(|t| t.with_timezone(&Utc));
+        match t {
+            Ok(t) => since.is_none_or(|s| t >= s) && until.is_none_or(|u| t <= u),
+            Err(_) => true,
+        }
+    };
+    let (c, mut entries, mut reader) = engine.container_logs(&a.container)?;
+    entries.retain(keep);
+    if a.tail != "all" {
+        let n: usize = a
+            .tail
+            .parse()
+            .map_err(|_| CliError::Usage(format!("--tail {}: expected a number or all", a.tail)))?;
+        let skip = entries.len().saturating_sub(n);
+        entries.drain(..skip);
+    }
+    write_entries(&entries, a.timestamps);
+    if a.follow {
+        loop {
+            let active = engine.container_active(&c.id)?;
+            let mut new = reader.read_new()?;
+            new.retain(keep);
+            write_entries(&new, a.timestamps);
+            if !active {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+    Ok(())
+}
+
+/// `--since`/`--until`: RFC 3339, a Unix time, or a duration before now
+/// (`42m`, `2h`, `10s`).
+fn parse_time(s: &str) -> Result<DateTime<Utc>, CliError> {
+    if let Ok(t) = DateTime::parse_from_rfc3339(s) {
+        return Ok(t.with_timezone(&Utc));
+    }
+    if let Ok(secs) = s.parse::<f64>() {
+        return DateTime::from_timestamp(secs as i64, 0)
+            .ok_or_else(|| CliError::Usage(format!("invalid time {s:?}")));
+    }
+    let (num, unit) = s.split_at(s.len().saturating_sub(1));
+    let n: i64 = num.parse().map_err(|_| {
+        CliError::Usage(format!(
+            "invalid time {s:?}: use RFC 3339, a Unix time or 42m"
+        ))
+    })?;
+    let d = match unit {
+        "s" => chrono::Duration::seconds(n),
+        "m" => chrono::Duration::minutes(n),
+        "h" => chrono::Duration::hours(n),
+        _ => return Err(CliError::Usage(format!("invalid time {s:?}"))),
+    };
+    Ok(Utc::now() - d)
+}
+
+/// One row of `ps`, with docker's field names.
+#[derive(Serialize)]
+struct PsRow {
+    #[serde(rename = "Command")]
+    command: String,
+    #[serde(rename = "CreatedAt")]
+    created_at: String,
+    #[serde(rename = "ID")]
+    id: String,
+    #[serde(rename = "Image")]
+    image: String,
+    #[serde(rename = "Labels")]
+    labels: String,
+    #[serde(rename = "LocalVolumes")]
+    local_volumes: String,
+    #[serde(rename = "Mounts")]
+    mounts: String,
+    #[serde(rename = "Names")]
+    names: String,
+    #[serde(rename = "Networks")]
+    networks: String,
+    #[serde(rename = "Ports")]
+    ports: String,
+    #[serde(rename = "RunningFor")]
+    running_for: String,
+    #[serde(rename = "Size")]
+    size: String,
+    #[serde(rename = "State")]
+    state: String,
+    #[serde(rename = "Status")]
+    status: String,
+}
+
+const PS_HEADERS: &[(&str, &str)] = &[
+    ("Command", "COMMAND"),
+    ("CreatedAt", "CREATED AT"),
+    ("ID", "CONTAINER ID"),
+    ("Image", "IMAGE"),
+    ("Labels", "LABELS"),
+    ("LocalVolumes", "LOCAL VOLUMES"),
+    ("Mounts", "MOUNTS"),
+    ("Names", "NAMES"),
+    ("Networks", "NETWORKS"),
+    ("Ports", "PORTS"),
+    ("RunningFor", "CREATED"),
+    ("Size", "SIZE"),
+    ("State", "STATE"),
+    ("Status", "STATUS"),
+];
+
+fn time(s: &str) -> Option<DateTime<Utc>> {
+    DateTime::parse_from_rfc3339(s)
+        .ok()
+        .map(|t| t.with_timezone(&Utc))
+        .filter(|t| t.timestamp() > 0)
+}
+
+/// docker's STATUS column: `Up 5 minutes`, `Exited (0) 2 seconds ago`, `Created`.
+fn status_text(c: &Container) -> String {
+    let s = &c.state;
+    let ago = |t: &str| time(t).map_or_else(String::new, |t| human_duration(Utc::now() - t));
+    match s.status {
+        Status::Created => "Created".into(),
+        Status::Running => format!("Up {}", ago(&s.started_at)),
+        Status::Paused => format!("Up {} (Paused)", ago(&s.started_at)),
+        Status::Restarting => format!("Restarting ({}) {} ago", s.exit_code, ago(&s.finished_at)),
+        Status::Removing => "Removal In Progress".into(),
+        Status::Exited => format!("Exited ({}) {} ago", s.exit_code, ago(&s.finished_at)),
+        Status::Dead => "Dead".into(),
+    }
+}
+
+/// A `--filter` of `ps`: (key, value).
+fn matches(c: &Container, key: &str, value: &str) -> Result<bool, CliError> {
+    Ok(match key {
+        "status" => c.state.status.as_str() == value,
+        "name" => c.name.contains(value.trim_start_matches('/')),
+        "id" => c.id.starts_with(value),
+        "ancestor" => {
+            c.image == value
+                || familiar(&c.image) == value
+                || c.image_id.to_string().starts_with(value)
+                || c.image_id.hex().starts_with(value)
+        }
+        "exited" => c.state.status == Status::Exited && c.state.exit_code.to_string() == value,
+        "label" => c
+            .options
+            .labels
+            .iter()
+            .any(|l| match value.split_once('=') {
+                Some(_) => l == value,
+                None => l.split_once('=').map_or(l.as_str(), |(k, _)| k) == value,
+            }),
+        other => {
+            return Err(CliError::Usage(format!(
+                "invalid filter {other:?}: ps takes status, name, id, ancestor, exited, label"
+            )))
+        }
+    })
+}
+
+pub fn ps(engine: &mut Engine, a: &PsArgs) -> Result<(), CliError> {
+    let mut list = engine.containers()?;
+    let filters: Vec<(String, String)> = a
+        .filter
+        .iter()
+        .map(|f| {
+            f.split_once('=')
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .ok_or_else(|| {
+                    CliError::Usage(format!("bad format of filter (expected name=value): {f}"))
+                })
+        })
+        .collect::<Result<_, _>>()?;
+    let limit = if a.latest { Some(1) } else { a.last };
+    let all =
+        a.all || limit.is_some() || filters.iter().any(|(k, _)| k == "status" || k == "exited");
+    let mut kept = Vec::new();
+    for c in list.drain(..) {
+        if !all && !c.state.status.is_active() {
+            continue;
+        }
+        // Filters of one key are or-ed, different keys and-ed, as docker does.
+        let mut ok = true;
+        for key in filters.iter().map(|(k, _)| k.as_str()) {
+            let mut any = false;
+            for (_, v) in filters.iter().filter(|(k, _)| k == key) {
+                any |= matches(&c, key, v)?;
+            }
+            ok &= any;
+        }
+        if ok {
+            kept.push(c);
+        }
+    }
+    if let Some(n) = limit {
+        kept.truncate(n);
+    }
+    if a.quiet {
+        for c in &kept {
+            println!("{}", if a.no_trunc { &c.id[..] } else { &c.id[..12] });
+        }
+        return Ok(());
+    }
+    let rows: Vec<PsRow> = kept
+        .iter()
+        .map(|c| {
+            let spec_args: Vec<String> = c
+                .spec()
+                .ok()
+                .and_then(|s| serde_json::from_value(s["process"]["args"].clone()).ok())
+                .unwrap_or_default();
+            let command = spec_args.join(" ");
+            let command = if a.no_trunc || command.chars().count() <= 20 {
+                format!("\"{command}\"")
+            } else {
+                format!("\"{}…\"", command.chars().take(19).collect::<String>())
+            };
+            PsRow {
+                command,
+                created_at: created_at(time(&c.created)),
+                id: if a.no_trunc {
+                    c.id.clone()
+                } else {
+                    c.id[..12].to_string()
+                },
+                image: familiar(&c.image).to_string(),
+                labels: c.options.labels.join(","),
+                local_volumes: "0".into(),
+                mounts: String::new(),
+                names: c.name.clone(),
+                networks: c.options.network.clone().unwrap_or_else(|| "none".into()),
+                ports: String::new(),
+                running_for: since(time(&c.created)),
+                size: "0B".into(),
+                state: c.state.status.as_str().into(),
+                status: status_text(c),
+            }
+        })
+        .collect();
+    let default = if a.size {
+        "table {{.ID}}\t{{.Image}}\t{{.Command}}\t{{.RunningFor}}\t{{.Status}}\t{{.Ports}}\t{{.Names}}\t{{.Size}}"
+    } else {
+        "table {{.ID}}\t{{.Image}}\t{{.Command}}\t{{.RunningFor}}\t{{.Status}}\t{{.Ports}}\t{{.Names}}"
+    };
+    let spec = a
+        .format
+        .as_deref()
+        .filter(|f| !f.is_empty() && *f != "table")
+        .unwrap_or(default);
+    let format = Format::parse(Some(spec), default.trim_start_matches("table "))?;
+    format.write_rows(&rows, PS_HEADERS)?;
+    Ok(())
+}

@@ -1,0 +1,431 @@
+//! Containers that outlive the command: run -d, create/start, ps, logs,
+//! stop, kill, wait, rm, rename, inspect, restart policies, the monitor,
+//! and what is left behind (nothing).
+
+mod common;
+
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use common::*;
+
+fn mounts_under(p: &std::path::Path) -> usize {
+    let prefix = p.display().to_string();
+    std::fs::read_to_string("/proc/self/mountinfo")
+        .unwrap()
+        .lines()
+        .filter(|l| l.split(' ').nth(4).is_some_and(|m| m.starts_with(&prefix)))
+        .count()
+}
+
+/// The cgroup directories of a container, on every hierarchy.
+fn cgroup_dirs(id: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    for h in std::fs::read_dir("/sys/fs/cgroup").unwrap().flatten() {
+        let p = h.path().join("berth").join(id);
+        if p.exists() {
+            out.push(p.display().to_string());
+        }
+    }
+    out
+}
+
+fn state(b: &Berth, name: &str) -> serde_json::Value {
+    let out = b.ok(&["inspect", "--format", "{{json .State}}", name]);
+    serde_json::from_str(out.trim()).unwrap()
+}
+
+fn pid_alive(pid: i64) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .is_ok_and(|s| !s.rsplit(") ").next().unwrap_or("").starts_with(['Z', 'X']))
+}
+
+fn wait_for(what: &str, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !f() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn run_detached_then_ps_logs_stop_start_rm() {
+    let b = Berth::new();
+    b.import_busybox("busybox");
+    let id = b
+        .ok(&[
+            "run",
+            "-d",
+            "--name",
+            "web",
+            "busybox",
+            "sh",
+            "-c",
+            "echo started >> /tmp/runs; cat /tmp/runs | wc -l; echo to-stderr >&2; \
+             trap 'echo bye; exit 0' TERM; while true; do sleep 0.1; done",
+        ])
+        .trim()
+        .to_string();
+    assert_eq!(id.len(), 64, "run -d prints the full ID: {id}");
+    wait_for("the first log line", || {
+        b.ok(&["logs", "web"]).contains('1')
+    });
+
+    let ps = b.ok(&["ps"]);
+    let lines: Vec<&str> = ps.lines().collect();
+    assert!(lines[0].starts_with("CONTAINER ID   IMAGE"), "{ps}");
+    assert!(
+        lines[1].starts_with(&id[..12]) && lines[1].contains("Up ") && lines[1].ends_with("web"),
+        "{ps}"
+    );
+    assert_eq!(b.ok(&["ps", "-q"]), format!("{}\n", &id[..12]));
+
+    let out = b.command(&["logs", "web"]).output().unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "1\n");
+    assert_eq!(String::from_utf8_lossy(&out.stderr), "to-stderr\n");
+    let s = state(&b, "web");
+    assert_eq!(s["Status"], "running");
+    assert!(pid_alive(s["Pid"].as_i64().unwrap()));
+
+    // By unique ID prefix too; the trap answers SIGTERM.
+    assert_eq!(b.ok(&["stop", &id[..8]]), format!("{}\n", &id[..8]));
+    let s = state(&b, "web");
+    assert_eq!(
+        (s["Status"].as_str(), s["ExitCode"].as_i64()),
+        (Some("exited"), Some(0))
+    );
+    assert!(b.ok(&["logs", "web"]).ends_with("bye\n"));
+    assert_eq!(b.ok(&["ps", "-q"]), "");
+    assert!(b.ok(&["ps", "-a"]).contains("Exited (0)"));
+
+    // Started again: the same writable layer (the file has two lines).
+    b.ok(&["start", "web"]);
+    wait_for("the second run's output", || {
+        b.ok(&["logs", "web"]).contains("2\n")
+    });
+    let (code, err) = b.fail(&["rm", "web"]);
+    assert_eq!(code, 1);
+    assert!(err.contains("container is running"), "{err}");
+    b.ok(&["rm", "-f", "web"]);
+    assert_eq!(b.ok(&["ps", "-aq"]), "");
+    assert!(list_dir(&b.root().join("containers")).is_empty());
+    assert!(list_dir(&b.root().join("runtime")).is_empty());
+    assert_eq!(mounts_under(&b.root()), 0);
+    assert!(cgroup_dirs(&id).is_empty(), "{:?}", cgroup_dirs(&id));
+}
+
+#[test]
+fn create_start_wait_and_the_foreground_run() {
+    let b = Berth::new();
+    b.import_busybox("busybox");
+    let id = b.ok(&[
+        "create",
+        "--name",
+        "job",
+        "busybox",
+        "sh",
+        "-c",
+        "echo done; exit 3",
+    ]);
+    let id = id.trim();
+    assert_eq!(state(&b, "job")["Status"], "created");
+    assert!(b.ok(&["ps", "-a"]).contains("Created"));
+    b.ok(&["start", "job"]);
+    assert_eq!(b.ok(&["wait", "job"]), "3\n");
+    assert_eq!(b.ok(&["logs", "job"]), "done\n");
+    assert!(b.ok(&["ps", "-a", "--filter", "exited=3"]).contains("job"));
+    assert_eq!(b.ok(&["ps", "-a", "--filter", "exited=0", "-q"]), "");
+    assert_eq!(
+        b.ok(&[
+            "ps",
+            "-a",
+            "--filter",
+            "status=exited",
+            "--format",
+            "{{.Names}} {{.Status}}"
+        ])
+        .split(" Exited")
+        .next(),
+        Some("job")
+    );
+
+    // Foreground without --rm: the output, the exit code, the container kept.
+    let out = b.run(&[
+        "run",
+        "--name",
+        "fg",
+        "busybox",
+        "sh",
+        "-c",
+        "echo out; echo err >&2; exit 4",
+    ]);
+    assert_eq!(out.status.code(), Some(4));
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "out\n");
+    assert_eq!(String::from_utf8_lossy(&out.stderr), "err\n");
+    assert_eq!(state(&b, "fg")["ExitCode"], 4);
+
+    // Names are unique; rename frees the old one.
+    let (code, err) = b.fail(&["create", "--name", "job", "busybox"]);
+    assert_eq!(code, 125);
+    assert!(
+        err.contains(r#"The container name "/job" is already in use by container"#)
+            && err.contains(id),
+        "{err}"
+    );
+    b.ok(&["rename", "job", "job2"]);
+    b.ok(&["create", "--name", "job", "busybox"]);
+    let (_, err) = b.fail(&["rename", "job", "fg"]);
+    assert!(err.contains("already in use"), "{err}");
+
+    // Not found / not runnable: docker's words and exit codes.
+    let (_, err) = b.fail(&["start", "nothing-here"]);
+    assert!(err.contains("No such container: nothing-here"), "{err}");
+    let out = b.run(&["run", "--name", "bad", "busybox", "no-such-command"]);
+    assert_eq!(out.status.code(), Some(127));
+    assert_eq!(state(&b, "bad")["ExitCode"], 127);
+
+    assert_eq!(
+        b.ok(&["container", "prune", "-f"])
+            .lines()
+            .filter(|l| l.len() == 64)
+            .count(),
+        4
+    );
+    assert_eq!(b.ok(&["ps", "-aq"]), "");
+}
+
+#[test]
+fn inspect_has_dockers_shape_and_real_directories() {
+    let b = Berth::new();
+    b.import_busybox("busybox");
+    let id = b.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "shape",
+        "-l",
+        "tier=web",
+        "-m",
+        "64m",
+        "--restart",
+        "on-failure:2",
+        "busybox",
+        "sleep",
+        "60",
+    ]);
+    let id = id.trim();
+    let out = b.ok(&["container", "inspect", "shape"]);
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let c = &v[0];
+    let reference: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../../shared/reference/docker-20.10-container-inspect.json"
+        ))
+        .unwrap_or_else(|_| out.clone()),
+    )
+    .unwrap();
+    let keys =
+        |v: &serde_json::Value| -> Vec<String> { v.as_object().unwrap().keys().cloned().collect() };
+    assert_eq!(
+        keys(c),
+        keys(&reference[0]),
+        "top-level keys in docker's order"
+    );
+    assert_eq!(keys(&c["State"]), keys(&reference[0]["State"]));
+    assert_eq!(c["Id"], id);
+    assert_eq!(c["Name"], "/shape");
+    assert_eq!(c["Path"], "sleep");
+    assert_eq!(c["Args"], serde_json::json!(["60"]));
+    assert_eq!(c["State"]["Running"], true);
+    assert_eq!(c["Config"]["Labels"]["tier"], "web");
+    assert_eq!(c["HostConfig"]["Memory"], 64 << 20);
+    assert_eq!(c["HostConfig"]["RestartPolicy"]["Name"], "on-failure");
+    assert_eq!(c["HostConfig"]["RestartPolicy"]["MaximumRetryCount"], 2);
+    for dir in ["MergedDir", "UpperDir", "WorkDir"] {
+        let p = c["GraphDriver"]["Data"][dir].as_str().unwrap();
+        assert!(std::path::Path::new(p).is_dir(), "{dir} {p}");
+    }
+    for lower in c["GraphDriver"]["Data"]["LowerDir"]
+        .as_str()
+        .unwrap()
+        .split(':')
+    {
+        assert!(std::path::Path::new(lower).is_dir(), "{lower}");
+    }
+    assert!(std::path::Path::new(c["LogPath"].as_str().unwrap()).is_file());
+    // `inspect` finds containers before images; images still by name.
+    assert_eq!(b.ok(&["inspect", "-f", "{{.Name}}", "shape"]), "/shape\n");
+    assert!(b
+        .ok(&["inspect", "-f", "{{.Id}}", "busybox"])
+        .starts_with("sha256:"));
+    let (_, err) = b.fail(&["inspect", "nothing"]);
+    assert!(err.contains("No such object: nothing"), "{err}");
+    b.ok(&["rm", "-f", "shape"]);
+}
+
+#[test]
+fn restart_policies_and_rm_after_exit() {
+    let b = Berth::new();
+    b.import_busybox("busybox");
+    b.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "flaky",
+        "--restart",
+        "on-failure:2",
+        "busybox",
+        "sh",
+        "-c",
+        "echo try; exit 1",
+    ]);
+    wait_for("two restarts", || {
+        let s = state(&b, "flaky");
+        s["Status"] == "exited" && b.ok(&["inspect", "-f", "{{.RestartCount}}", "flaky"]) == "2\n"
+    });
+    assert_eq!(b.ok(&["logs", "flaky"]), "try\ntry\ntry\n");
+    assert_eq!(state(&b, "flaky")["ExitCode"], 1);
+
+    // --rm with -d: gone once it exits.
+    b.ok(&["run", "-d", "--rm", "--name", "gone", "busybox", "true"]);
+    wait_for("the --rm container to go", || {
+        b.ok(&["ps", "-aq", "--filter", "name=gone"]).is_empty()
+    });
+
+    // always, until stopped.
+    b.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "again",
+        "--restart",
+        "always",
+        "busybox",
+        "sh",
+        "-c",
+        "echo x; sleep 0.05",
+    ]);
+    wait_for("a restart", || {
+        b.ok(&["logs", "again"]).lines().count() >= 3
+    });
+    b.ok(&["stop", "-t", "1", "again"]);
+    let s = state(&b, "again");
+    assert_eq!(s["Status"], "exited");
+    let count = b.ok(&["logs", "again"]).lines().count();
+    std::thread::sleep(Duration::from_millis(400));
+    assert_eq!(
+        b.ok(&["logs", "again"]).lines().count(),
+        count,
+        "stopped means stopped"
+    );
+
+    let (_, err) = b.fail(&[
+        "run",
+        "--rm",
+        "-d",
+        "--restart",
+        "always",
+        "busybox",
+        "true",
+    ]);
+    assert!(err.contains("conflicting options"), "{err}");
+    b.ok(&["rm", "-f", "flaky", "again"]);
+}
+
+#[test]
+fn a_killed_monitor_takes_its_container_and_start_works_again() {
+    let b = Berth::new();
+    b.import_busybox("busybox");
+    let id = b.ok(&["run", "-d", "--name", "orphan", "busybox", "sleep", "300"]);
+    let id = id.trim();
+    let st: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(b.root().join("containers").join(id).join("state.json")).unwrap(),
+    )
+    .unwrap();
+    let monitor = st["monitor_pid"].as_i64().unwrap();
+    let pid = st["pid"].as_i64().unwrap();
+    // SIGKILL, as a reboot would: by the monitor's own PID.
+    assert!(std::process::Command::new("kill")
+        .args(["-KILL", &monitor.to_string()])
+        .status()
+        .unwrap()
+        .success());
+    wait_for("the container's process to die with its monitor", || {
+        !pid_alive(pid)
+    });
+    let s = state(&b, "orphan");
+    assert_eq!(s["Status"], "exited");
+    assert!(b.ok(&["ps", "-a"]).contains("Exited (137)"));
+    b.ok(&["start", "orphan"]);
+    assert_eq!(state(&b, "orphan")["Status"], "running");
+    b.ok(&["kill", "orphan"]);
+    assert_eq!(b.ok(&["wait", "orphan"]), "137\n");
+    b.ok(&["rm", "orphan"]);
+    assert!(cgroup_dirs(id).is_empty());
+}
+
+#[test]
+fn images_in_use_are_kept() {
+    let b = Berth::new();
+    let image = b.import_busybox("busybox");
+    b.ok(&["create", "--name", "user", "busybox"]);
+    let (code, err) = b.fail(&["rmi", "busybox"]);
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("container") && err.contains("is using its referenced image"),
+        "{err}"
+    );
+    b.ok(&["image", "prune", "-a", "-f"]);
+    assert_eq!(b.ok(&["images", "-q"]).trim(), &image[7..19]);
+    // Forced: untagged, kept for the container, which still runs.
+    b.ok(&["rmi", "-f", "busybox"]);
+    assert_eq!(b.ok(&["images", "-q"]).trim(), &image[7..19]);
+    b.ok(&["start", "-a", "user"]);
+    b.ok(&["rm", "user"]);
+    b.ok(&["image", "prune", "-a", "-f"]);
+    assert_eq!(b.ok(&["images", "-q"]), "");
+}
+
+#[test]
+fn fifty_parallel_run_d_all_succeed_and_leave_nothing() {
+    let b = Berth::new();
+    b.import_busybox("busybox");
+    let children: Vec<_> = (0..50)
+        .map(|i| {
+            b.command(&[
+                "run",
+                "-d",
+                "--name",
+                &format!("c{i}"),
+                "busybox",
+                "sleep",
+                "300",
+            ])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+        })
+        .collect();
+    let mut ids = Vec::new();
+    for child in children {
+        let out = child.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        ids.push(String::from_utf8(out.stdout).unwrap().trim().to_string());
+    }
+    assert_eq!(b.ok(&["ps", "-q"]).lines().count(), 50);
+    let mut args = vec!["rm", "-f"];
+    let names: Vec<String> = (0..50).map(|i| format!("c{i}")).collect();
+    args.extend(names.iter().map(String::as_str));
+    b.ok(&args);
+    assert_eq!(b.ok(&["ps", "-aq"]), "");
+    assert_eq!(mounts_under(&b.root()), 0);
+    for id in &ids {
+        assert!(cgroup_dirs(id).is_empty());
+    }
+}

@@ -1,0 +1,519 @@
+//! Containers that outlive the command: records in the database, a
+//! directory each (`containers/<id>/`: the overlay dirs, config.json, the
+//! run state and the logs), and a monitor process per running container
+//! (`monitor.rs`) that is its parent, writes its logs and records how it
+//! ended. Daemonless: every command reads the record and the state file,
+//! and finds a monitor that died (SIGKILL, reboot) by its PID and start
+//! time, so `ps` needs no process to answer.
+
+use std::fs;
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use berth_image::Digest;
+use berth_runtime::lifecycle;
+use rustix::mount::{unmount, UnmountFlags};
+use serde::Deserialize;
+
+use crate::db::ContainerRow;
+use crate::logs::{log_path, LogOptions, LogReader};
+use crate::monitor::MonitorConfig;
+use crate::run::{mount_overlay, random_id, RunOptions};
+use crate::state::{RunState, Status};
+use crate::{Engine, EngineError};
+
+pub use crate::logs::LogEntry;
+
+/// A container as `ps` and `inspect` see it.
+#[derive(Debug, Clone)]
+pub struct Container {
+    pub id: String,
+    pub name: String,
+    pub image_id: Digest,
+    /// The image name it was created from.
+    pub image: String,
+    pub created: String,
+    pub options: RunOptions,
+    pub state: RunState,
+    pub dir: PathBuf,
+}
+
+impl Container {
+    /// The OCI config the container runs with.
+    pub fn spec(&self) -> Result<serde_json::Value, EngineError> {
+        let path = self.dir.join("config.json");
+        let bytes = fs::read(&path).map_err(|source| EngineError::Io { path, source })?;
+        Ok(serde_json::from_slice(&bytes).unwrap_or_default())
+    }
+
+    pub fn log_path(&self) -> PathBuf {
+        log_path(&self.dir, &self.id)
+    }
+}
+
+/// What the monitor says when it has started (or failed to start) the
+/// container: one JSON line on its stdout.
+#[derive(Debug, Deserialize)]
+pub(crate) struct MonitorReport {
+    #[serde(default)]
+    pub error: Option<String>,
+    /// Docker's exit status for a command that cannot run (126/127).
+    #[serde(default)]
+    pub exec_status: Option<i32>,
+}
+
+/// Docker's `adjective_surname` names.
+const ADJECTIVES: &[&str] = &[
+    "admiring", "brave", "calm", "clever", "eager", "elegant", "festive", "focused", "gallant",
+    "happy", "jolly", "keen", "kind", "lucid", "modest", "nifty", "quirky", "serene", "sharp",
+    "stoic", "tender", "vibrant", "wizardly", "zealous",
+];
+const NAMES: &[&str] = &[
+    "babbage", "curie", "darwin", "einstein", "euler", "fermi", "galileo", "hopper", "hypatia",
+    "kepler", "lamport", "liskov", "lovelace", "mccarthy", "newton", "noether", "pascal",
+    "ritchie", "shannon", "thompson", "torvalds", "turing", "wozniak", "yonath",
+];
+
+fn generated_name(id: &str) -> String {
+    let n = u64::from_str_radix(&id[..12], 16).unwrap_or(0);
+    let a = ADJECTIVES[(n % ADJECTIVES.len() as u64) as usize];
+    let b = NAMES[((n / 64) % NAMES.len() as u64) as usize];
+    format!("{a}_{b}")
+}
+
+/// Docker's rule for names: `[a-zA-Z0-9][a-zA-Z0-9_.-]+`.
+fn valid_name(name: &str) -> bool {
+    let b = name.as_bytes();
+    b.len() >= 2
+        && b[0].is_ascii_alphanumeric()
+        && b.iter()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'_' | b'.' | b'-'))
+}
+
+fn now() -> String {
+    crate::register::now()
+}
+
+impl Engine {
+    fn container_dir(&self, id: &str) -> PathBuf {
+        self.root.join("containers").join(id)
+    }
+
+    fn runtime_root(&self) -> PathBuf {
+        self.root.join("runtime")
+    }
+
+    fn load_container(&self, row: ContainerRow) -> Result<Container, EngineError> {
+        let dir = self.container_dir(&row.id);
+        let mut state = RunState::load(&dir)?;
+        // A monitor that died without a word (SIGKILL, a reboot) took its
+        // container with it (the container dies with its parent).
+        if state.status.is_active() && !state.monitor_alive() {
+            state.status = Status::Exited;
+            state.pid = 0;
+            if state.finished_at == crate::state::ZERO_TIME {
+                state.finished_at = now();
+            }
+            if state.exit_code == 0 {
+                state.exit_code = 137;
+            }
+            state.save(&dir)?;
+        }
+        Ok(Container {
+            options: serde_json::from_str(&row.options).unwrap_or_default(),
+            id: row.id,
+            name: row.name,
+            image_id: row.image_id,
+            image: row.image,
+            created: row.created,
+            state,
+            dir,
+        })
+    }
+
+    /// Every container, newest first. A record whose directory is gone (a
+    /// `run -d` killed half-way) is dropped.
+    pub fn containers(&mut self) -> Result<Vec<Container>, EngineError> {
+        let mut out = Vec::new();
+        for row in self.db.containers()? {
+            if !self.container_dir(&row.id).is_dir() {
+                self.db.delete_container(&row.id)?;
+                continue;
+            }
+            out.push(self.load_container(row)?);
+        }
+        Ok(out)
+    }
+
+    /// A container by name, full ID or unique ID prefix.
+    pub fn container(&mut self, name: &str) -> Result<Container, EngineError> {
+        let name = name.strip_prefix('/').unwrap_or(name);
+        if name.is_empty() {
+            return Err(EngineError::NoSuchContainer(name.to_string()));
+        }
+        let mut rows = self.db.find_containers(name)?;
+        rows.retain(|r| self.container_dir(&r.id).is_dir());
+        let exact = rows.iter().position(|r| r.name == name || r.id == name);
+        let row = match (exact, rows.len()) {
+            (Some(i), _) => rows.swap_remove(i),
+            (None, 1) => rows.remove(0),
+            (None, 0) => return Err(EngineError::NoSuchContainer(name.to_string())),
+            (None, count) => {
+                return Err(EngineError::AmbiguousContainer {
+                    prefix: name.to_string(),
+                    count,
+                })
+            }
+        };
+        self.load_container(row)
+    }
+
+    /// `create`: the container's directory, then its record. Returns its ID.
+    pub fn create_container(&mut self, opts: &RunOptions) -> Result<String, EngineError> {
+        LogOptions::parse(&opts.log_opts)?;
+        crate::restart::Policy::parse(opts.restart.as_deref())?;
+        if opts.auto_remove && opts.restart.as_deref().is_some_and(|r| r != "no") {
+            return Err(EngineError::RunFlag {
+                flag: "--restart".into(),
+                value: opts.restart.clone().unwrap_or_default(),
+                reason: "conflicting options: --restart and --rm".into(),
+            });
+        }
+        let image = self.resolve(&opts.image)?.id;
+        let id = random_id()?;
+        let name = match &opts.name {
+            Some(n) => {
+                let n = n.strip_prefix('/').unwrap_or(n);
+                if !valid_name(n) {
+                    return Err(EngineError::RunFlag {
+                        flag: "--name".into(),
+                        value: n.to_string(),
+                        reason: "only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed".into(),
+                    });
+                }
+                n.to_string()
+            }
+            None => generated_name(&id),
+        };
+        if let Some(other) = self
+            .db
+            .find_containers(&name)?
+            .iter()
+            .find(|r| r.name == name)
+        {
+            return Err(EngineError::NameInUse {
+                name,
+                id: other.id.clone(),
+            });
+        }
+        let scratch = self.prepare_container(&id, &image, opts)?;
+        RunState::default().save(&scratch.dir)?;
+        let monitor = MonitorConfig {
+            restart: opts.restart.clone(),
+            log_opts: opts.log_opts.clone(),
+            auto_remove: opts.auto_remove,
+        };
+        let path = scratch.dir.join(crate::monitor::MONITOR_FILE);
+        fs::write(&path, serde_json::to_vec(&monitor).expect("serialises"))
+            .map_err(|source| EngineError::Io { path, source })?;
+        let row = ContainerRow {
+            id: id.clone(),
+            name: name.clone(),
+            image_id: image,
+            image: opts.image.clone(),
+            created: now(),
+            options: serde_json::to_string(opts).expect("options serialise"),
+        };
+        if !self.db.insert_container(&row)? {
+            let other = self
+                .db
+                .find_containers(&name)?
+                .into_iter()
+                .find(|r| r.name == name)
+                .map(|r| r.id)
+                .unwrap_or_default();
+            return Err(EngineError::NameInUse { name, id: other });
+        }
+        scratch.keep();
+        Ok(id)
+    }
+
+    /// `start`: hands the container to a new monitor, which runs it. Returns
+    /// once it runs (or failed to). Starting a running container does nothing.
+    pub fn start_container(&mut self, name: &str) -> Result<Container, EngineError> {
+        let c = self.container(name)?;
+        if c.state.status.is_active() {
+            return Ok(c);
+        }
+        // After a reboot the overlay is gone: mount it again.
+        let merged = c.dir.join("merged");
+        if !is_mount_point(&merged) {
+            let chains = self.chains_of(&c.image_id)?;
+            let dirs = self.layers.container_mount(&chains, &c.dir);
+            mount_overlay(&dirs.options, &merged)?;
+        }
+        // Leftovers of a monitor that died: the runtime's record of the
+        // old process, and the "stop was asked for" mark.
+        let _ = lifecycle::delete(&self.runtime_root(), &c.id, true);
+        let _ = fs::remove_file(c.dir.join(crate::monitor::STOP_MARK));
+        let report = self.spawn_monitor(&c)?;
+        if let Some(error) = report.error {
+            return Err(EngineError::StartFailed {
+                name: c.name,
+                error,
+                exec_status: report.exec_status,
+            });
+        }
+        self.container(&c.id)
+    }
+
+    /// Starts the monitor of `c` and reads its one-line report.
+    fn spawn_monitor(&self, c: &Container) -> Result<MonitorReport, EngineError> {
+        let exe = std::env::current_exe().map_err(|source| EngineError::Io {
+            path: "/proc/self/exe".into(),
+            source,
+        })?;
+        let monitor = exe.with_file_name("berth-monitor");
+        let mut child = Command::new(&monitor)
+            .arg(&self.root)
+            .arg(&c.id)
+            .arg(&exe)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .process_group(0)
+            .spawn()
+            .map_err(|source| EngineError::Io {
+                path: monitor.clone(),
+                source,
+            })?;
+        let mut line = String::new();
+        let read = BufReader::new(child.stdout.take().expect("piped"))
+            .read_line(&mut line)
+            .map_err(|source| EngineError::Io {
+                path: monitor.clone(),
+                source,
+            })?;
+        if read == 0 {
+            // It died before a word: reap it and say so.
+            let status = child.wait().ok();
+            return Err(EngineError::MonitorFailed {
+                id: c.id.clone(),
+                reason: format!("it exited before starting the container ({status:?})"),
+            });
+        }
+        // The monitor runs on, in its own session; nothing waits for it
+        // here (it is reparented when this command exits).
+        std::mem::forget(child);
+        serde_json::from_str(&line).map_err(|e| EngineError::MonitorFailed {
+            id: c.id.clone(),
+            reason: format!("unreadable report {line:?}: {e}"),
+        })
+    }
+
+    /// `kill`: sends `signal` to the container's process.
+    pub fn kill_container(&mut self, name: &str, signal: &str) -> Result<Container, EngineError> {
+        let c = self.container(name)?;
+        if !c.state.status.is_active() {
+            return Err(EngineError::NotRunning(c.name));
+        }
+        let sig = lifecycle::parse_signal(signal)?;
+        lifecycle::kill(&self.runtime_root(), &c.id, sig, false)?;
+        Ok(c)
+    }
+
+    /// `stop`: the stop signal (`signal`, else the container's, else the
+    /// image's, else SIGTERM), then SIGKILL after `timeout` seconds (the
+    /// container's `--stop-timeout`, else 10). Returns when it has exited.
+    pub fn stop_container(
+        &mut self,
+        name: &str,
+        timeout: Option<i64>,
+        signal: Option<&str>,
+    ) -> Result<Container, EngineError> {
+        let c = self.container(name)?;
+        if !c.state.status.is_active() {
+            return Ok(c);
+        }
+        // The monitor must not restart what the user stopped.
+        let mark = c.dir.join(crate::monitor::STOP_MARK);
+        fs::write(&mark, b"").map_err(|source| EngineError::Io { path: mark, source })?;
+        let signal = signal
+            .map(String::from)
+            .or_else(|| c.options.stop_signal.clone())
+            .or_else(|| self.image_stop_signal(&c.image_id))
+            .unwrap_or_else(|| "SIGTERM".into());
+        let timeout = timeout.or(c.options.stop_timeout).unwrap_or(10).max(0);
+        let runtime = self.runtime_root();
+        let sig = lifecycle::parse_signal(&signal)?;
+        let _ = lifecycle::kill(&runtime, &c.id, sig, false);
+        if !self.wait_until_stopped(&c, Duration::from_secs(timeout as u64))? {
+            let _ = lifecycle::kill(&runtime, &c.id, rustix::process::Signal::KILL, false);
+            self.wait_until_stopped(&c, Duration::from_secs(30))?;
+        }
+        self.container(&c.id)
+    }
+
+    fn image_stop_signal(&self, image: &Digest) -> Option<String> {
+        self.config_of(image).ok()?.config.stop_signal
+    }
+
+    /// Waits until the monitor of `c` has recorded its end (or died).
+    fn wait_until_stopped(&self, c: &Container, limit: Duration) -> Result<bool, EngineError> {
+        let deadline = Instant::now() + limit;
+        loop {
+            let s = RunState::load(&c.dir)?;
+            if !s.status.is_active() || !s.monitor_alive() {
+                return Ok(true);
+            }
+            if Instant::now() >= deadline {
+                return Ok(false);
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// `wait`: blocks until the container stops; returns its exit code.
+    pub fn wait_container(&mut self, name: &str) -> Result<i32, EngineError> {
+        let c = self.container(name)?;
+        loop {
+            let s = self.container(&c.id)?.state;
+            if !s.status.is_active() && !s.monitor_alive() {
+                return Ok(s.exit_code);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// `rm`: a running container only with `force` (it is killed first).
+    /// Leaves no mount, cgroup, process or directory behind.
+    pub fn remove_container(&mut self, name: &str, force: bool) -> Result<String, EngineError> {
+        let c = self.container(name)?;
+        if c.state.status.is_active() {
+            if !force {
+                return Err(EngineError::ContainerRunning(c.name));
+            }
+            let mark = c.dir.join(crate::monitor::STOP_MARK);
+            let _ = fs::write(&mark, b"");
+            let _ = lifecycle::kill(
+                &self.runtime_root(),
+                &c.id,
+                rustix::process::Signal::KILL,
+                false,
+            );
+            self.wait_until_stopped(&c, Duration::from_secs(30))?;
+        }
+        self.destroy(&c)?;
+        Ok(c.name)
+    }
+
+    /// Removes what is left of a stopped container: the runtime's state,
+    /// the overlay mount, the directory, the record.
+    fn destroy(&mut self, c: &Container) -> Result<(), EngineError> {
+        let _ = lifecycle::delete(&self.runtime_root(), &c.id, true);
+        let merged = c.dir.join("merged");
+        if is_mount_point(&merged) {
+            unmount(&merged, UnmountFlags::DETACH).map_err(|e| EngineError::Io {
+                path: merged.clone(),
+                source: e.into(),
+            })?;
+        }
+        // Renamed out of the way first, so a half-removed directory is
+        // never taken for a container.
+        let doomed = self.root.join("tmp").join(format!("removing-{}", c.id));
+        match fs::rename(&c.dir, &doomed) {
+            Ok(()) => fs::remove_dir_all(&doomed).map_err(|source| EngineError::Io {
+                path: doomed,
+                source,
+            })?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(source) => {
+                return Err(EngineError::Io {
+                    path: c.dir.clone(),
+                    source,
+                })
+            }
+        }
+        self.db.delete_container(&c.id)?;
+        Ok(())
+    }
+
+    /// `rename`.
+    pub fn rename_container(&mut self, name: &str, new_name: &str) -> Result<(), EngineError> {
+        let c = self.container(name)?;
+        let new_name = new_name.strip_prefix('/').unwrap_or(new_name);
+        if !valid_name(new_name) {
+            return Err(EngineError::RunFlag {
+                flag: "NEW_NAME".into(),
+                value: new_name.to_string(),
+                reason: "only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed".into(),
+            });
+        }
+        if !self.db.rename_container(&c.id, new_name)? {
+            let other = self
+                .db
+                .find_containers(new_name)?
+                .into_iter()
+                .find(|r| r.name == new_name)
+                .map(|r| r.id)
+                .unwrap_or_default();
+            return Err(EngineError::NameInUse {
+                name: new_name.to_string(),
+                id: other,
+            });
+        }
+        Ok(())
+    }
+
+    /// `container prune`: every container not running. Returns their IDs.
+    pub fn prune_containers(&mut self) -> Result<Vec<String>, EngineError> {
+        let mut removed = Vec::new();
+        for c in self.containers()? {
+            if !c.state.status.is_active() {
+                self.destroy(&c)?;
+                removed.push(c.id);
+            }
+        }
+        Ok(removed)
+    }
+
+    /// A container's log entries so far, and a reader to follow them.
+    pub fn container_logs(
+        &mut self,
+        name: &str,
+    ) -> Result<(Container, Vec<LogEntry>, LogReader), EngineError> {
+        let c = self.container(name)?;
+        let mut reader = LogReader::new(c.log_path());
+        let entries = reader.read_all()?;
+        Ok((c, entries, reader))
+    }
+
+    /// Whether a container is still running (for `logs -f`, `attach`).
+    pub fn container_active(&mut self, id: &str) -> Result<bool, EngineError> {
+        let c = self.container(id)?;
+        Ok(c.state.status.is_active())
+    }
+
+    /// The IDs of containers made from `image`.
+    pub(crate) fn containers_using(&self, image: &Digest) -> Result<Vec<String>, EngineError> {
+        self.db.containers_of_image(image)
+    }
+}
+
+/// Whether `path` is a mount point (its device differs from its parent's).
+fn is_mount_point(path: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    match (fs::metadata(path), path.parent().map(fs::metadata)) {
+        (Ok(m), Some(Ok(p))) => m.dev() != p.dev(),
+        _ => false,
+    }
+}
+
+/// Writes the monitor's one-line report.
+pub(crate) fn report(out: &mut impl Write, r: &serde_json::Value) {
+    let _ = writeln!(out, "{r}");
+    let _ = out.flush();
+}

@@ -1,0 +1,299 @@
+//! The monitor: one small process per running container, as conmon is
+//! for Podman. `berth start` spawns it (`berth-monitor ROOT ID BERTH`) in
+//! its own session; it creates and starts the container with the runtime
+//! in-process, so the container's process is its child, and then:
+//! - writes what the process prints to the json-file log,
+//! - records the start and the end in the container's state file,
+//! - restarts the process as `--restart` says,
+//! - removes a `--rm` container (by running `berth rm -f`).
+//!
+//! It reports to berth once, one JSON line on its stdout: `{"pid": N}` when
+//! the container runs, `{"error": …}` when it could not start it. The
+//! container gets SIGKILL if the monitor dies, so no container runs
+//! unwatched; the next berth command sees the monitor gone.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Read};
+use std::os::fd::OwnedFd;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use berth_runtime::create::{create, CreateOptions};
+use berth_runtime::lifecycle;
+use rustix::event::{poll, PollFd, PollFlags};
+use rustix::process::{Pid, WaitOptions};
+use serde::{Deserialize, Serialize};
+
+use crate::containers::report;
+use crate::logs::{log_path, LogOptions, LogWriter};
+use crate::restart::Policy;
+use crate::state::{RunState, Status};
+use crate::EngineError;
+
+/// Left in the container's directory by `stop`, `rm -f`: the process's
+/// end was asked for, so it is not restarted.
+pub const STOP_MARK: &str = "stop-requested";
+/// What the monitor needs of the container's options.
+pub const MONITOR_FILE: &str = "monitor.json";
+
+#[derive(Debug, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct MonitorConfig {
+    pub restart: Option<String>,
+    pub log_opts: Vec<String>,
+    pub auto_remove: bool,
+}
+
+/// `berth-monitor ROOT ID BERTH`: returns the monitor's exit code.
+pub fn main(args: &[String]) -> i32 {
+    let [root, id, berth] = args else {
+        eprintln!("usage: berth-monitor ROOT ID BERTH (started by berth, not by hand)");
+        return 2;
+    };
+    // Out of berth's session: a terminal's hang-up or Ctrl-C is not ours.
+    let _ = rustix::process::setsid();
+    // Keep the report channel (berth reads our stdout) off fds 1 and 2,
+    // which the container's pipes take over around create.
+    let report_fd = match rustix::io::fcntl_dupfd_cloexec(io::stdout(), 3) {
+        Ok(fd) => fd,
+        Err(_) => return 1,
+    };
+    let mut reporter = File::from(report_fd);
+    let monitor = Monitor {
+        root: PathBuf::from(root),
+        dir: Path::new(root).join("containers").join(id),
+        id: id.clone(),
+    };
+    let code = match monitor.run(&mut reporter) {
+        Ok(()) => 0,
+        Err(e) => {
+            report(
+                &mut reporter,
+                &serde_json::json!({ "error": e.to_string() }),
+            );
+            1
+        }
+    };
+    drop(reporter);
+    if monitor.config().is_ok_and(|c| c.auto_remove) {
+        let _ = Command::new(berth)
+            .arg("--root")
+            .arg(root)
+            .args(["rm", "-f", id])
+            .status();
+    }
+    code
+}
+
+struct Monitor {
+    root: PathBuf,
+    dir: PathBuf,
+    id: String,
+}
+
+/// How one run of the container's process went.
+enum Ended {
+    Exited(i32),
+    /// It could not start: docker's exit status for that, and why.
+    NotStarted(i32, String),
+}
+
+impl Monitor {
+    fn config(&self) -> Result<MonitorConfig, EngineError> {
+        let path = self.dir.join(MONITOR_FILE);
+        let bytes = fs::read(&path).map_err(|source| EngineError::Io { path, source })?;
+        Ok(serde_json::from_slice(&bytes).unwrap_or_default())
+    }
+
+    fn runtime_root(&self) -> PathBuf {
+        self.root.join("runtime")
+    }
+
+    fn run(&self, reporter: &mut File) -> Result<(), EngineError> {
+        let config = self.config()?;
+        let policy = Policy::parse(config.restart.as_deref())?;
+        let mut log = LogWriter::open(
+            log_path(&self.dir, &self.id),
+            LogOptions::parse(&config.log_opts)?,
+        )
+        .map_err(|source| EngineError::Io {
+            path: log_path(&self.dir, &self.id),
+            source,
+        })?;
+        let me = rustix::process::getpid().as_raw_nonzero().get();
+        let mut state = RunState::load(&self.dir)?;
+        state.monitor_pid = me;
+        state.monitor_start = berth_runtime::state::process_start_time(me)
+            .map(|(t, _)| t)
+            .unwrap_or(0);
+        state.restart_count = 0;
+        let mut first = true;
+        let mut delay = Duration::from_millis(100);
+        loop {
+            let ended = self.run_once(&mut state, &mut log, first.then_some(&mut *reporter))?;
+            first = false;
+            let code = match ended {
+                Ended::Exited(code) => code,
+                Ended::NotStarted(code, why) => {
+                    state.error = why;
+                    code
+                }
+            };
+            state.status = Status::Exited;
+            state.exit_code = code;
+            state.pid = 0;
+            state.finished_at = crate::register::now();
+            let stopped = self.dir.join(STOP_MARK).exists();
+            if !policy.restarts(code, state.restart_count, stopped) {
+                state.save(&self.dir)?;
+                return Ok(());
+            }
+            state.status = Status::Restarting;
+            state.save(&self.dir)?;
+            std::thread::sleep(delay);
+            delay = (delay * 2).min(Duration::from_secs(60));
+            state.restart_count += 1;
+            if self.dir.join(STOP_MARK).exists() {
+                state.status = Status::Exited;
+                state.save(&self.dir)?;
+                return Ok(());
+            }
+        }
+    }
+
+    /// Creates, starts and watches the container's process once.
+    fn run_once(
+        &self,
+        state: &mut RunState,
+        log: &mut LogWriter,
+        reporter: Option<&mut File>,
+    ) -> Result<Ended, EngineError> {
+        let pipe = || {
+            rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC).map_err(|e| EngineError::Io {
+                path: "pipe".into(),
+                source: e.into(),
+            })
+        };
+        let (out_r, out_w) = pipe()?;
+        let (err_r, err_w) = pipe()?;
+        // The container inherits fds 0-2: /dev/null, and the two pipes.
+        let created = {
+            let _ = rustix::stdio::dup2_stdout(&out_w);
+            let _ = rustix::stdio::dup2_stderr(&err_w);
+            let created = create(
+                &self.runtime_root(),
+                &self.id,
+                &self.dir,
+                &CreateOptions {
+                    die_with_parent: true,
+                    ..CreateOptions::default()
+                },
+            );
+            if let Ok(null) = OpenOptions::new().write(true).open("/dev/null") {
+                let _ = rustix::stdio::dup2_stdout(&null);
+                let _ = rustix::stdio::dup2_stderr(&null);
+            }
+            drop((out_w, err_w));
+            created
+        };
+        let started = created
+            .and_then(|c| lifecycle::start(&self.runtime_root(), &self.id).map(|()| c.saved.pid));
+        let pid = match started {
+            Ok(pid) => pid,
+            Err(e) => {
+                let _ = lifecycle::delete(&self.runtime_root(), &self.id, true);
+                let status = e.exec_status().unwrap_or(125);
+                if let Some(r) = reporter {
+                    report(
+                        r,
+                        &serde_json::json!({ "error": e.to_string(), "exec_status": status }),
+                    );
+                }
+                return Ok(Ended::NotStarted(status, e.to_string()));
+            }
+        };
+        state.status = Status::Running;
+        state.pid = pid;
+        state.error.clear();
+        state.started_at = crate::register::now();
+        state.save(&self.dir)?;
+        if let Some(r) = reporter {
+            report(r, &serde_json::json!({ "pid": pid }));
+        }
+        pump_logs(log, out_r, err_r);
+        let code = reap(pid);
+        let _ = lifecycle::delete(&self.runtime_root(), &self.id, true);
+        Ok(Ended::Exited(code))
+    }
+}
+
+/// Copies the container's stdout and stderr into the log, a line an
+/// entry, until both are closed (the process and all it started are gone).
+fn pump_logs(log: &mut LogWriter, out: OwnedFd, err: OwnedFd) {
+    let mut streams = [
+        (Some(File::from(out)), "stdout", Vec::new()),
+        (Some(File::from(err)), "stderr", Vec::new()),
+    ];
+    let mut buf = vec![0u8; 64 * 1024];
+    while streams.iter().any(|s| s.0.is_some()) {
+        let mut fds: Vec<PollFd<'_>> = streams
+            .iter()
+            .filter_map(|s| s.0.as_ref())
+            .map(|f| PollFd::new(f, PollFlags::IN))
+            .collect();
+        if poll(&mut fds, None).is_err() {
+            continue;
+        }
+        let ready: Vec<bool> = fds.iter().map(|f| !f.revents().is_empty()).collect();
+        drop(fds);
+        let mut i = 0;
+        for (file, name, pending) in streams.iter_mut() {
+            let Some(f) = file else { continue };
+            let is_ready = ready[i];
+            i += 1;
+            if !is_ready {
+                continue;
+            }
+            match f.read(&mut buf) {
+                Ok(0) | Err(_) => {
+                    if !pending.is_empty() {
+                        let _ = log.write(name, pending);
+                        pending.clear();
+                    }
+                    *file = None;
+                }
+                Ok(n) => {
+                    pending.extend_from_slice(&buf[..n]);
+                    while let Some(nl) = pending.iter().position(|b| *b == b'\n') {
+                        let line: Vec<u8> = pending.drain(..=nl).collect();
+                        let _ = log.write(name, &line);
+                    }
+                    if pending.len() >= crate::logs::MAX_ENTRY {
+                        let _ = log.write(name, pending);
+                        pending.clear();
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Waits for the container's process; its exit code as a shell reports it.
+fn reap(pid: i32) -> i32 {
+    let Some(pid) = Pid::from_raw(pid) else {
+        return 255;
+    };
+    loop {
+        match rustix::process::waitpid(Some(pid), WaitOptions::empty()) {
+            Ok(Some((_, status))) => {
+                return status
+                    .exit_status()
+                    .or_else(|| status.terminating_signal().map(|s| 128 + s))
+                    .unwrap_or(255)
+            }
+            Ok(None) | Err(rustix::io::Errno::INTR) => continue,
+            Err(_) => return 255,
+        }
+    }
+}
