@@ -108,14 +108,13 @@ pub fn run(engine: &mut Engine, a: &RunArgs) -> Result<(), CliError> {
             Err(e) => Err(failed(e)),
         };
     }
-    let id = engine.create_container(&opts).map_err(failed)?;
-    if let Err(e) = engine.start_container(&id) {
-        return Err(failed(e));
-    }
     if a.detach {
+        let id = engine.run_detached(&opts).map_err(failed)?;
         println!("{id}");
         return Ok(());
     }
+    let id = engine.create_container(&opts).map_err(failed)?;
+    engine.start_container(&id).map_err(failed)?;
     // In the foreground: what the container prints, until it exits.
     let code = follow_to_end(engine, &id)?;
     Err(CliError::Exit(u8::try_from(code).unwrap_or(255)))

@@ -429,3 +429,50 @@ fn fifty_parallel_run_d_all_succeed_and_leave_nothing() {
         assert!(cgroup_dirs(id).is_empty());
     }
 }
+
+#[test]
+fn a_run_d_killed_at_any_point_leaves_a_running_container_or_none() {
+    let b = Berth::new();
+    b.import_busybox("busybox");
+    let names: Vec<String> = (0..16).map(|i| format!("k{i}")).collect();
+    for (i, name) in names.iter().enumerate() {
+        let mut child = b
+            .command(&["run", "-d", "--name", name, "busybox", "sleep", "300"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(3 * i as u64));
+        let _ = child.kill(); // SIGKILL, by the child's own PID
+        child.wait().unwrap();
+    }
+    // Monitors left without their berth remove what they made.
+    std::thread::sleep(Duration::from_millis(500));
+    let mut running = 0;
+    let listed = b.ok(&["ps", "-a", "--format", "{{.Names}} {{.State}}"]);
+    for name in &names {
+        let status = listed
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("{name} ")))
+            .unwrap_or("");
+        match status {
+            "" => {
+                // None: and the name is free.
+                b.ok(&["create", "--name", name, "busybox"]);
+            }
+            "running" => running += 1,
+            other => panic!("{name} was left {other:?}"),
+        }
+    }
+    eprintln!(
+        "{running} of {} survived as running containers",
+        names.len()
+    );
+    b.ok(&["container", "prune", "-f"]);
+    let mut args = vec!["rm", "-f"];
+    let live = b.ok(&["ps", "-aq"]);
+    args.extend(live.lines());
+    if args.len() > 2 {
+        b.ok(&args);
+    }
+}

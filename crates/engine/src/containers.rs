@@ -65,6 +65,59 @@ pub(crate) struct MonitorReport {
     pub exec_status: Option<i32>,
 }
 
+/// A container made on disk, not yet recorded: removed on drop unless kept.
+struct Pending {
+    scratch: crate::run::Scratch,
+    row: ContainerRow,
+}
+
+/// A monitor just started: its report line(s) and, in a handshake, the
+/// pipe to say `go` on. Dropping it leaves the monitor running on its own
+/// (it is reparented when berth exits).
+struct MonitorHandle {
+    id: String,
+    stdin: Option<std::process::ChildStdin>,
+    stdout: BufReader<std::process::ChildStdout>,
+    child: std::process::Child,
+}
+
+impl MonitorHandle {
+    /// The monitor's next report.
+    fn report(&mut self) -> Result<MonitorReport, EngineError> {
+        let mut line = String::new();
+        let read = self
+            .stdout
+            .read_line(&mut line)
+            .map_err(|e| EngineError::MonitorFailed {
+                id: self.id.clone(),
+                reason: e.to_string(),
+            })?;
+        if read == 0 {
+            let status = self.child.try_wait().ok().flatten();
+            return Err(EngineError::MonitorFailed {
+                id: self.id.clone(),
+                reason: format!("it exited without a report ({status:?})"),
+            });
+        }
+        serde_json::from_str(&line).map_err(|e| EngineError::MonitorFailed {
+            id: self.id.clone(),
+            reason: format!("unreadable report {line:?}: {e}"),
+        })
+    }
+
+    /// Tells a monitor in a handshake to start the container.
+    fn go(&mut self) -> Result<(), EngineError> {
+        let stdin = self.stdin.as_mut().expect("a handshake has a stdin");
+        stdin
+            .write_all(b"go\n")
+            .and_then(|()| stdin.flush())
+            .map_err(|e| EngineError::MonitorFailed {
+                id: self.id.clone(),
+                reason: format!("telling it to start: {e}"),
+            })
+    }
+}
+
 /// Docker's `adjective_surname` names.
 const ADJECTIVES: &[&str] = &[
     "admiring", "brave", "calm", "clever", "eager", "elegant", "festive", "focused", "gallant",
@@ -173,6 +226,47 @@ impl Engine {
 
     /// `create`: the container's directory, then its record. Returns its ID.
     pub fn create_container(&mut self, opts: &RunOptions) -> Result<String, EngineError> {
+        let pending = self.prepare_new(opts)?;
+        self.record(&pending.row)?;
+        pending.scratch.keep();
+        Ok(pending.row.id)
+    }
+
+    /// `run -d`: a container that runs, or none. The monitor creates the
+    /// container's process and waits; the record is written; only then
+    /// does the monitor start it. A berth killed before the record leaves
+    /// the monitor to remove what was made; one killed after it leaves a
+    /// record whose directory the monitor removes, and which the next
+    /// listing drops.
+    pub fn run_detached(&mut self, opts: &RunOptions) -> Result<String, EngineError> {
+        let pending = self.prepare_new(opts)?;
+        let id = pending.row.id.clone();
+        let mut monitor = self.spawn_monitor(&id, true)?;
+        let created = monitor.report()?;
+        self.record(&pending.row)?;
+        pending.scratch.keep();
+        if let Some(error) = created.error {
+            return Err(EngineError::StartFailed {
+                name: pending.row.name,
+                error,
+                exec_status: created.exec_status,
+            });
+        }
+        monitor.go()?;
+        let started = monitor.report()?;
+        if let Some(error) = started.error {
+            return Err(EngineError::StartFailed {
+                name: pending.row.name,
+                error,
+                exec_status: started.exec_status,
+            });
+        }
+        Ok(id)
+    }
+
+    /// Checks the options and the name, and makes the container's
+    /// directory; nothing is recorded yet.
+    fn prepare_new(&mut self, opts: &RunOptions) -> Result<Pending, EngineError> {
         LogOptions::parse(&opts.log_opts)?;
         crate::restart::Policy::parse(opts.restart.as_deref())?;
         if opts.auto_remove && opts.restart.as_deref().is_some_and(|r| r != "no") {
@@ -198,17 +292,8 @@ impl Engine {
             }
             None => generated_name(&id),
         };
-        if let Some(other) = self
-            .db
-            .find_containers(&name)?
-            .iter()
-            .find(|r| r.name == name)
-        {
-            return Err(EngineError::NameInUse {
-                name,
-                id: other.id.clone(),
-            });
-        }
+        self.check_name_free(&name)?;
+        self.sweep_orphans()?;
         let scratch = self.prepare_container(&id, &image, opts)?;
         RunState::default().save(&scratch.dir)?;
         let monitor = MonitorConfig {
@@ -220,25 +305,79 @@ impl Engine {
         fs::write(&path, serde_json::to_vec(&monitor).expect("serialises"))
             .map_err(|source| EngineError::Io { path, source })?;
         let row = ContainerRow {
-            id: id.clone(),
-            name: name.clone(),
+            id,
+            name,
             image_id: image,
             image: opts.image.clone(),
             created: now(),
             options: serde_json::to_string(opts).expect("options serialise"),
         };
-        if !self.db.insert_container(&row)? {
-            let other = self
-                .db
-                .find_containers(&name)?
-                .into_iter()
-                .find(|r| r.name == name)
-                .map(|r| r.id)
-                .unwrap_or_default();
-            return Err(EngineError::NameInUse { name, id: other });
+        Ok(Pending { scratch, row })
+    }
+
+    /// A name is taken by a container whose directory exists; a record
+    /// without one (a `run -d` killed half-way) is dropped here.
+    fn check_name_free(&mut self, name: &str) -> Result<(), EngineError> {
+        for row in self.db.find_containers(name)? {
+            if row.name != name {
+                continue;
+            }
+            if self.container_dir(&row.id).is_dir() {
+                return Err(EngineError::NameInUse {
+                    name: name.to_string(),
+                    id: row.id,
+                });
+            }
+            self.db.delete_container(&row.id)?;
         }
-        scratch.keep();
-        Ok(id)
+        Ok(())
+    }
+
+    fn record(&mut self, row: &ContainerRow) -> Result<(), EngineError> {
+        if self.db.insert_container(row)? {
+            return Ok(());
+        }
+        let other = self
+            .db
+            .find_containers(&row.name)?
+            .into_iter()
+            .find(|r| r.name == row.name)
+            .map(|r| r.id)
+            .unwrap_or_default();
+        Err(EngineError::NameInUse {
+            name: row.name.clone(),
+            id: other,
+        })
+    }
+
+    /// Removes container directories that have no record and no live
+    /// monitor and are older than a minute (a create takes well under a
+    /// second): what a berth killed while making one left.
+    fn sweep_orphans(&mut self) -> Result<(), EngineError> {
+        let dir = self.root.join("containers");
+        let Ok(entries) = fs::read_dir(&dir) else {
+            return Ok(());
+        };
+        let known: std::collections::HashSet<String> =
+            self.db.containers()?.into_iter().map(|r| r.id).collect();
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let old = entry
+                .metadata()
+                .and_then(|m| m.modified())
+                .is_ok_and(|t| t.elapsed().is_ok_and(|e| e > Duration::from_secs(60)));
+            if known.contains(&name) || !old || RunState::load(&entry.path())?.monitor_alive() {
+                continue;
+            }
+            tracing::info!(container = %name, "removing a container left half-made");
+            let merged = entry.path().join("merged");
+            if is_mount_point(&merged) {
+                let _ = unmount(&merged, UnmountFlags::DETACH);
+            }
+            let _ = lifecycle::delete(&self.runtime_root(), &name, true);
+            let _ = fs::remove_dir_all(entry.path());
+        }
+        Ok(())
     }
 
     /// `start`: hands the container to a new monitor, which runs it. Returns
@@ -259,7 +398,7 @@ impl Engine {
         // old process, and the "stop was asked for" mark.
         let _ = lifecycle::delete(&self.runtime_root(), &c.id, true);
         let _ = fs::remove_file(c.dir.join(crate::monitor::STOP_MARK));
-        let report = self.spawn_monitor(&c)?;
+        let report = self.spawn_monitor(&c.id, false)?.report()?;
         if let Some(error) = report.error {
             return Err(EngineError::StartFailed {
                 name: c.name,
@@ -270,18 +409,25 @@ impl Engine {
         self.container(&c.id)
     }
 
-    /// Starts the monitor of `c` and reads its one-line report.
-    fn spawn_monitor(&self, c: &Container) -> Result<MonitorReport, EngineError> {
+    /// Starts the monitor of container `id`. With `handshake` it creates
+    /// the container's process, reports, and starts it only on `go`.
+    fn spawn_monitor(&self, id: &str, handshake: bool) -> Result<MonitorHandle, EngineError> {
         let exe = std::env::current_exe().map_err(|source| EngineError::Io {
             path: "/proc/self/exe".into(),
             source,
         })?;
         let monitor = exe.with_file_name("berth-monitor");
-        let mut child = Command::new(&monitor)
-            .arg(&self.root)
-            .arg(&c.id)
-            .arg(&exe)
-            .stdin(Stdio::null())
+        let mut cmd = Command::new(&monitor);
+        cmd.arg(&self.root).arg(id).arg(&exe);
+        if handshake {
+            cmd.arg("handshake");
+        }
+        let mut child = cmd
+            .stdin(if handshake {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            })
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .process_group(0)
@@ -290,27 +436,11 @@ impl Engine {
                 path: monitor.clone(),
                 source,
             })?;
-        let mut line = String::new();
-        let read = BufReader::new(child.stdout.take().expect("piped"))
-            .read_line(&mut line)
-            .map_err(|source| EngineError::Io {
-                path: monitor.clone(),
-                source,
-            })?;
-        if read == 0 {
-            // It died before a word: reap it and say so.
-            let status = child.wait().ok();
-            return Err(EngineError::MonitorFailed {
-                id: c.id.clone(),
-                reason: format!("it exited before starting the container ({status:?})"),
-            });
-        }
-        // The monitor runs on, in its own session; nothing waits for it
-        // here (it is reparented when this command exits).
-        std::mem::forget(child);
-        serde_json::from_str(&line).map_err(|e| EngineError::MonitorFailed {
-            id: c.id.clone(),
-            reason: format!("unreadable report {line:?}: {e}"),
+        Ok(MonitorHandle {
+            id: id.to_string(),
+            stdin: child.stdin.take(),
+            stdout: BufReader::new(child.stdout.take().expect("piped")),
+            child,
         })
     }
 

@@ -45,11 +45,20 @@ pub struct MonitorConfig {
     pub auto_remove: bool,
 }
 
-/// `berth-monitor ROOT ID BERTH`: returns the monitor's exit code.
+/// `berth-monitor ROOT ID BERTH [handshake]`: returns the monitor's exit
+/// code. With `handshake` (`run -d`), the container's process is created,
+/// `{"created": PID}` reported, and it is started only when berth writes
+/// `go` on stdin; if berth goes away first, everything is removed.
 pub fn main(args: &[String]) -> i32 {
-    let [root, id, berth] = args else {
-        eprintln!("usage: berth-monitor ROOT ID BERTH (started by berth, not by hand)");
-        return 2;
+    let (root, id, berth, handshake) = match args {
+        [root, id, berth] => (root, id, berth, false),
+        [root, id, berth, h] if h == "handshake" => (root, id, berth, true),
+        _ => {
+            eprintln!(
+                "usage: berth-monitor ROOT ID BERTH [handshake] (started by berth, not by hand)"
+            );
+            return 2;
+        }
     };
     // Out of berth's session: a terminal's hang-up or Ctrl-C is not ours.
     let _ = rustix::process::setsid();
@@ -64,10 +73,15 @@ pub fn main(args: &[String]) -> i32 {
         root: PathBuf::from(root),
         dir: Path::new(root).join("containers").join(id),
         id: id.clone(),
+        handshake,
     };
     let code = match monitor.run(&mut reporter) {
         Ok(()) => 0,
-        Err(e) => {
+        Err(Abandoned) => {
+            monitor.remove_all();
+            return 0;
+        }
+        Err(Failed(e)) => {
             report(
                 &mut reporter,
                 &serde_json::json!({ "error": e.to_string() }),
@@ -90,6 +104,21 @@ struct Monitor {
     root: PathBuf,
     dir: PathBuf,
     id: String,
+    handshake: bool,
+}
+
+/// Why the monitor stops early.
+enum Stop {
+    Failed(EngineError),
+    /// berth went away before the container was recorded.
+    Abandoned,
+}
+use Stop::{Abandoned, Failed};
+
+impl From<EngineError> for Stop {
+    fn from(e: EngineError) -> Self {
+        Failed(e)
+    }
 }
 
 /// How one run of the container's process went.
@@ -110,7 +139,15 @@ impl Monitor {
         self.root.join("runtime")
     }
 
-    fn run(&self, reporter: &mut File) -> Result<(), EngineError> {
+    /// Removes a container nobody recorded: its process, mount and directory.
+    fn remove_all(&self) {
+        let _ = lifecycle::delete(&self.runtime_root(), &self.id, true);
+        let merged = self.dir.join("merged");
+        let _ = rustix::mount::unmount(&merged, rustix::mount::UnmountFlags::DETACH);
+        let _ = fs::remove_dir_all(&self.dir);
+    }
+
+    fn run(&self, reporter: &mut File) -> Result<(), Stop> {
         let config = self.config()?;
         let policy = Policy::parse(config.restart.as_deref())?;
         let mut log = LogWriter::open(
@@ -128,6 +165,9 @@ impl Monitor {
             .map(|(t, _)| t)
             .unwrap_or(0);
         state.restart_count = 0;
+        // Recorded at once: a listing must not take this container, made
+        // but not started yet, for one nobody looks after.
+        state.save(&self.dir)?;
         let mut first = true;
         let mut delay = Duration::from_millis(100);
         loop {
@@ -168,7 +208,7 @@ impl Monitor {
         state: &mut RunState,
         log: &mut LogWriter,
         reporter: Option<&mut File>,
-    ) -> Result<Ended, EngineError> {
+    ) -> Result<Ended, Stop> {
         let pipe = || {
             rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC).map_err(|e| EngineError::Io {
                 path: "pipe".into(),
@@ -197,6 +237,13 @@ impl Monitor {
             drop((out_w, err_w));
             created
         };
+        let mut reporter = reporter;
+        if let (Ok(c), Some(r), true) = (&created, reporter.as_mut(), self.handshake) {
+            report(r, &serde_json::json!({ "created": c.saved.pid }));
+            if let Err(stop) = await_go() {
+                return Err(stop);
+            }
+        }
         let started = created
             .and_then(|c| lifecycle::start(&self.runtime_root(), &self.id).map(|()| c.saved.pid));
         let pid = match started {
@@ -225,6 +272,16 @@ impl Monitor {
         let code = reap(pid);
         let _ = lifecycle::delete(&self.runtime_root(), &self.id, true);
         Ok(Ended::Exited(code))
+    }
+}
+
+/// Waits for berth's `go` (the container is recorded); anything else,
+/// end of file included, means berth went away.
+fn await_go() -> Result<(), Stop> {
+    let mut line = String::new();
+    match io::stdin().read_line(&mut line) {
+        Ok(_) if line.trim() == "go" => Ok(()),
+        _ => Err(Abandoned),
     }
 }
 
