@@ -240,9 +240,7 @@ impl Monitor {
         let mut reporter = reporter;
         if let (Ok(c), Some(r), true) = (&created, reporter.as_mut(), self.handshake) {
             report(r, &serde_json::json!({ "created": c.saved.pid }));
-            if let Err(stop) = await_go() {
-                return Err(stop);
-            }
+            await_go()?;
         }
         let started = created
             .and_then(|c| lifecycle::start(&self.runtime_root(), &self.id).map(|()| c.saved.pid));
