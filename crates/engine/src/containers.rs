@@ -290,7 +290,7 @@ impl Engine {
                 }
                 n.to_string()
             }
-            None => generated_name(&id),
+            None => self.free_generated_name(&id)?,
         };
         self.check_name_free(&name)?;
         self.sweep_orphans()?;
@@ -313,6 +313,21 @@ impl Engine {
             options: serde_json::to_string(opts).expect("options serialise"),
         };
         Ok(Pending { scratch, row })
+    }
+
+    /// A generated name no container has: docker's retry, a digit appended,
+    /// then the ID's first digits.
+    fn free_generated_name(&mut self, id: &str) -> Result<String, EngineError> {
+        let base = generated_name(id);
+        let candidates = std::iter::once(base.clone())
+            .chain(id.bytes().take(8).map(|b| format!("{base}{}", b % 10)))
+            .chain(std::iter::once(format!("{base}_{}", &id[..8])));
+        for name in candidates {
+            if self.check_name_free(&name).is_ok() {
+                return Ok(name);
+            }
+        }
+        Ok(format!("{base}_{id}"))
     }
 
     /// A name is taken by a container whose directory exists; a record

@@ -266,6 +266,11 @@ impl Monitor {
         if let Some(r) = reporter {
             report(r, &serde_json::json!({ "pid": pid }));
         }
+        // Creating the container ran most of the runtime once; watching
+        // it needs little. Keep resident only what the watching touches.
+        if let Err(e) = berth_sys::release_file_pages() {
+            tracing::debug!(error = %e, "cannot release the monitor's file pages");
+        }
         pump_logs(log, out_r, err_r);
         let code = reap(pid);
         let _ = lifecycle::delete(&self.runtime_root(), &self.id, true);
