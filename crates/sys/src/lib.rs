@@ -69,13 +69,14 @@ pub fn release_file_pages() -> io::Result<()> {
         current = Some((start, end, releasable));
     }
     for (start, end) in release {
-        // SAFETY: the range is a private, read-only file mapping none of
-        // whose pages was ever written (no anonymous copy): every page is
-        // the file's bytes, so MADV_DONTNEED only unmaps them and the next
-        // access faults the same bytes back in. MADV_RANDOM is a hint that
-        // changes no memory: it turns off the kernel's fault-around, which
-        // would map 16 pages back for every one touched.
         for advice in [libc::MADV_DONTNEED, libc::MADV_RANDOM] {
+            // SAFETY: the range is a private, read-only file mapping none
+            // of whose pages was ever written (no anonymous copy): every
+            // page is the file's bytes, so MADV_DONTNEED only unmaps them
+            // and the next access faults the same bytes back in.
+            // MADV_RANDOM is a hint that changes no memory: it turns off
+            // the kernel's fault-around, which would map 16 pages back for
+            // every one touched.
             let rc = unsafe { libc::madvise(start as *mut libc::c_void, end - start, advice) };
             if rc != 0 {
                 return Err(io::Error::last_os_error());
