@@ -49,17 +49,39 @@ fn main() -> ExitCode {
         Err(e) => return usage_error(e),
     };
     init_logging(&cli.log_level);
+    // `run` and `create` exit 125 for any failure of berth's own, as
+    // docker's do, so it is never taken for the container's exit code.
+    let failure = match &cli.command {
+        Command::Run(_)
+        | Command::Create(_)
+        | Command::Container(ContainerCommand::Run(_) | ContainerCommand::Create(_)) => EXIT_USAGE,
+        _ => EXIT_FAILURE,
+    };
+    let root = cli.root.clone();
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
-        Err(CliError::Reported) => ExitCode::from(EXIT_FAILURE),
+        Err(CliError::Reported) => ExitCode::from(failure),
         Err(CliError::Exit(code)) => ExitCode::from(code),
         Err(e) => {
-            eprintln!("Error: {e}");
+            eprintln!("Error: {}", explain(&e, &root));
             ExitCode::from(match e {
                 CliError::Usage(_) => EXIT_USAGE,
-                _ => EXIT_FAILURE,
+                _ => failure,
             })
         }
+    }
+}
+
+/// SQLite reports a full disk as "disk I/O error" (it cannot grow its
+/// shared-memory index); say what it is.
+fn explain(e: &CliError, root: &std::path::Path) -> String {
+    let full = rustix::fs::statvfs(root).is_ok_and(|s| s.f_bavail == 0);
+    match e {
+        CliError::Engine(EngineError::Db(_)) if full => format!(
+            "No space left on device: the filesystem of {} is full ({e})",
+            root.display()
+        ),
+        _ => e.to_string(),
     }
 }
 

@@ -476,3 +476,82 @@ fn a_run_d_killed_at_any_point_leaves_a_running_container_or_none() {
         b.ok(&args);
     }
 }
+
+#[test]
+fn two_hundred_containers_alive_at_once() {
+    let b = Berth::new();
+    b.import_busybox("busybox");
+    for batch in 0..10 {
+        let children: Vec<_> = (0..20)
+            .map(|_| {
+                b.command(&["run", "-d", "busybox", "sleep", "300"])
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::piped())
+                    .spawn()
+                    .unwrap()
+            })
+            .collect();
+        for child in children {
+            let out = child.wait_with_output().unwrap();
+            assert!(
+                out.status.success(),
+                "batch {batch}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+    }
+    let ps = b.ok(&["ps"]);
+    assert_eq!(
+        ps.lines().count(),
+        201,
+        "a header and 200 running containers"
+    );
+    assert_eq!(
+        ps.lines().skip(1).filter(|l| l.contains(" Up ")).count(),
+        200
+    );
+    let names: Vec<&str> = ps
+        .lines()
+        .skip(1)
+        .filter_map(|l| l.split_whitespace().last())
+        .collect();
+    let mut unique = names.clone();
+    unique.sort();
+    unique.dedup();
+    assert_eq!(unique.len(), 200, "generated names are unique");
+    let ids = b.ok(&["ps", "-q"]);
+    let mut args = vec!["rm", "-f"];
+    args.extend(ids.lines());
+    b.ok(&args);
+    assert_eq!(b.ok(&["ps", "-aq"]), "");
+    assert_eq!(mounts_under(&b.root()), 0);
+}
+
+#[test]
+fn a_full_disk_during_create_is_one_clear_error() {
+    let b = Berth::new();
+    std::fs::create_dir_all(b.root()).unwrap();
+    let mounted = std::process::Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=6m", "tmpfs"])
+        .arg(b.root())
+        .status()
+        .unwrap();
+    assert!(mounted.success());
+    b.import_busybox("busybox");
+    // Fill what is left.
+    let filler = b.root().join("filler");
+    let _ = std::process::Command::new("dd")
+        .args(["if=/dev/zero", "bs=64k"])
+        .arg(format!("of={}", filler.display()))
+        .stderr(Stdio::null())
+        .status();
+    let (code, err) = b.fail(&["run", "-d", "--name", "full", "busybox", "sleep", "30"]);
+    assert_eq!(code, 125, "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains("No space left on device"), "{err}");
+    std::fs::remove_file(&filler).unwrap();
+    assert_eq!(b.ok(&["ps", "-aq"]), "", "nothing half-made");
+    assert!(list_dir(&b.root().join("containers")).is_empty());
+    b.ok(&["run", "-d", "--name", "full", "busybox", "sleep", "30"]);
+    b.ok(&["rm", "-f", "full"]);
+}

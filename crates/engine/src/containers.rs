@@ -226,8 +226,8 @@ impl Engine {
 
     /// `create`: the container's directory, then its record. Returns its ID.
     pub fn create_container(&mut self, opts: &RunOptions) -> Result<String, EngineError> {
-        let pending = self.prepare_new(opts)?;
-        self.record(&pending.row)?;
+        let mut pending = self.prepare_new(opts)?;
+        self.record(&mut pending.row, opts.name.is_none())?;
         pending.scratch.keep();
         Ok(pending.row.id)
     }
@@ -239,11 +239,11 @@ impl Engine {
     /// record whose directory the monitor removes, and which the next
     /// listing drops.
     pub fn run_detached(&mut self, opts: &RunOptions) -> Result<String, EngineError> {
-        let pending = self.prepare_new(opts)?;
+        let mut pending = self.prepare_new(opts)?;
         let id = pending.row.id.clone();
         let mut monitor = self.spawn_monitor(&id, true)?;
         let created = monitor.report()?;
-        self.record(&pending.row)?;
+        self.record(&mut pending.row, opts.name.is_none())?;
         pending.scratch.keep();
         if let Some(error) = created.error {
             return Err(EngineError::StartFailed {
@@ -348,9 +348,17 @@ impl Engine {
         Ok(())
     }
 
-    fn record(&mut self, row: &ContainerRow) -> Result<(), EngineError> {
-        if self.db.insert_container(row)? {
-            return Ok(());
+    /// Records a container. A generated name that a concurrent create took
+    /// meanwhile is replaced by another.
+    fn record(&mut self, row: &mut ContainerRow, generated: bool) -> Result<(), EngineError> {
+        for _ in 0..10 {
+            if self.db.insert_container(row)? {
+                return Ok(());
+            }
+            if !generated {
+                break;
+            }
+            row.name = self.free_generated_name(&row.id)?;
         }
         let other = self
             .db
