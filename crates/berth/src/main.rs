@@ -8,6 +8,7 @@ mod images;
 mod info;
 mod registry;
 mod run;
+mod terminal;
 mod transfer;
 
 use std::process::ExitCode;

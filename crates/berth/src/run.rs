@@ -2,7 +2,7 @@
 //! (125 when berth failed, 126 when the command cannot run, 127 when it is
 //! not found, else the container's own).
 
-use std::io::Write;
+use std::io::{IsTerminal, Write};
 use std::time::Duration;
 
 use berth_engine::{Engine, EngineError, RunOptions};
@@ -15,10 +15,15 @@ const EXIT_BERTH_FAILED: u8 = 125;
 /// The flags as the engine takes them. As docker: `--env-file` first,
 /// then `-e`, the later winning.
 fn options(a: &RunArgs) -> Result<RunOptions, CliError> {
-    if a.tty {
+    let foreground_rm = a.rm && !a.detach;
+    if a.tty && !foreground_rm {
         return Err(CliError::Usage(
-            "-t/--tty: berth cannot give a container a terminal yet".to_string(),
+            "-t/--tty: berth gives a terminal to foreground `run --rm` containers only, for now"
+                .to_string(),
         ));
+    }
+    if a.tty && a.interactive && !std::io::stdin().is_terminal() {
+        return Err(CliError::Usage("the input device is not a TTY".to_string()));
     }
     if let Some(d) = a.log_driver.as_deref().filter(|d| *d != "json-file") {
         return Err(CliError::Usage(format!(
@@ -48,6 +53,8 @@ fn options(a: &RunArgs) -> Result<RunOptions, CliError> {
         stop_signal: a.stop_signal.clone(),
         stop_timeout: a.stop_timeout,
         log_opts: a.log_opt.clone(),
+        interactive: a.interactive,
+        tty: a.tty,
         command: a.command.clone(),
         entrypoint: a.entrypoint.clone(),
         env,
@@ -103,7 +110,10 @@ pub fn run(engine: &mut Engine, a: &RunArgs) -> Result<(), CliError> {
     let opts = options(a)?;
     if opts.auto_remove && !a.detach {
         // The fast path: the runtime in-process, no record, no monitor.
-        return match engine.run_removed(&opts) {
+        let mut relay = |master| crate::terminal::relay(master, opts.interactive);
+        let terminal: Option<&mut dyn FnMut(std::fs::File)> =
+            if opts.tty { Some(&mut relay) } else { None };
+        return match engine.run_removed(&opts, terminal) {
             Ok(code) => Err(CliError::Exit(u8::try_from(code).unwrap_or(255))),
             Err(e) => Err(failed(e)),
         };

@@ -127,9 +127,10 @@ fn dockers_exit_codes_for_failures() {
     let out = b.run(&["run", "--rm", "no-such-image"]);
     assert_eq!(out.status.code(), Some(125));
     assert!(String::from_utf8_lossy(&out.stderr).contains("No such image: no-such-image"));
-    let out = b.run(&["run", "busybox", "true"]);
-    assert_eq!(out.status.code(), Some(125));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("--rm"));
+    // Without --rm the container is kept, as docker's is.
+    let out = b.run(&["run", "--name", "kept", "busybox", "true"]);
+    assert_eq!(out.status.code(), Some(0));
+    b.ok(&["rm", "kept"]);
     assert_nothing_left(&b);
 }
 
@@ -275,4 +276,81 @@ fn network_env_file_cpu_and_shm_flags() {
     let out = b.run(&["run", "--rm", "--network", "bridge", "busybox", "true"]);
     assert_eq!(out.status.code(), Some(125));
     assert!(String::from_utf8_lossy(&out.stderr).contains("none and host"));
+}
+
+/// Runs `berth ARGS` on a terminal of its own (util-linux's `script`
+/// gives it one, set to `rows` x `cols`), typing `keys` after a moment.
+fn on_a_terminal(b: &Berth, args: &str, keys: &[u8]) -> (Option<i32>, String) {
+    use std::io::Write;
+    let berth = format!(
+        "{} --root {} {args}",
+        env!("CARGO_BIN_EXE_berth"),
+        b.root().display()
+    );
+    let mut child = std::process::Command::new("script")
+        .args([
+            "-qec",
+            &format!("stty rows 30 cols 100; {berth}"),
+            "/dev/null",
+        ])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("script (util-linux)");
+    let mut stdin = child.stdin.take().unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(800));
+    let _ = stdin.write_all(keys);
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    drop(stdin);
+    let out = child.wait_with_output().unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.code(), text)
+}
+
+#[test]
+fn run_it_gives_the_container_a_terminal() {
+    let b = Berth::new();
+    b.import_busybox("busybox");
+    let (code, out) = on_a_terminal(
+        &b,
+        "run --rm -it busybox sh -c 'tty; stty size; read x; echo got $x; exit 5'",
+        b"hello\r",
+    );
+    assert_eq!(code, Some(5), "{out}");
+    assert!(out.contains("/dev/pts/0"), "the container's own pty: {out}");
+    assert!(out.contains("30 100"), "the window size: {out}");
+    assert!(out.contains("got hello"), "{out}");
+
+    // Ctrl-C is the container's SIGINT.
+    let (code, out) = on_a_terminal(
+        &b,
+        "run --rm -it busybox sh -c 'trap \"echo INT; exit 7\" INT; while true; do sleep 0.1; done'",
+        b"\x03",
+    );
+    assert_eq!(code, Some(7), "{out}");
+    assert!(out.contains("INT"), "{out}");
+    assert_nothing_left(&b);
+}
+
+#[test]
+fn stdin_reaches_the_container_only_with_i() {
+    let b = Berth::new();
+    b.import_busybox("busybox");
+    let out = b.run_with_stdin(&["run", "--rm", "-i", "busybox", "cat"], b"piped in\n");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "piped in\n");
+    let out = b.run_with_stdin(&["run", "--rm", "busybox", "cat"], b"piped in\n");
+    assert!(out.status.success());
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "",
+        "without -i: /dev/null"
+    );
+    let out = b.run_with_stdin(&["run", "--rm", "-it", "busybox", "cat"], b"x\n");
+    assert_eq!(out.status.code(), Some(125));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("the input device is not a TTY"));
 }

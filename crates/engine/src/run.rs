@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use berth_image::config::ImageConfig;
 use berth_runtime::create::CreateOptions;
+use berth_runtime::lifecycle;
 use rustix::mount::{mount, unmount, MountFlags, UnmountFlags};
 
 use crate::spec::{container_spec, etc_files, SpecInput};
@@ -37,6 +38,10 @@ pub struct RunOptions {
     pub stop_timeout: Option<i64>,
     /// `--log-opt max-size=…`, `max-file=…`.
     pub log_opts: Vec<String>,
+    /// `-i`: the container's stdin is berth's (else /dev/null).
+    pub interactive: bool,
+    /// `-t`: the container's process gets a terminal.
+    pub tty: bool,
     /// CMD override (the arguments after the image).
     pub command: Vec<String>,
     pub entrypoint: Option<String>,
@@ -108,6 +113,45 @@ pub(crate) fn random_id() -> Result<String, EngineError> {
         }
     })?;
     Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
+}
+
+/// Runs `f` with /dev/null as fd 0, so that a process it creates inherits
+/// that rather than berth's stdin.
+fn with_null_stdin<T>(f: impl FnOnce() -> T) -> T {
+    let saved = rustix::io::fcntl_dupfd_cloexec(std::io::stdin(), 3).ok();
+    if let Ok(null) = fs::File::open("/dev/null") {
+        let _ = rustix::stdio::dup2_stdin(&null);
+    }
+    let out = f();
+    if let Some(saved) = saved {
+        let _ = rustix::stdio::dup2_stdin(&saved);
+    }
+    out
+}
+
+/// Accepts the runtime's connection on the console socket and receives
+/// the pty master (runc's protocol: one SCM_RIGHTS message).
+fn receive_pty(listener: &std::os::unix::net::UnixListener) -> std::io::Result<fs::File> {
+    use rustix::net::{recvmsg, RecvAncillaryBuffer, RecvAncillaryMessage, RecvFlags};
+    use std::mem::MaybeUninit;
+    let (stream, _) = listener.accept()?;
+    let mut name = [0u8; 64];
+    let mut space = [MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(1))];
+    let mut control = RecvAncillaryBuffer::new(&mut space);
+    recvmsg(
+        &stream,
+        &mut [std::io::IoSliceMut::new(&mut name)],
+        &mut control,
+        RecvFlags::CMSG_CLOEXEC,
+    )?;
+    control
+        .drain()
+        .find_map(|m| match m {
+            RecvAncillaryMessage::ScmRights(mut fds) => fds.next(),
+            _ => None,
+        })
+        .map(fs::File::from)
+        .ok_or_else(|| std::io::Error::other("no pty master on the console socket"))
 }
 
 fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> EngineError {
@@ -198,19 +242,63 @@ impl Engine {
     }
 
     /// Runs a container in the foreground and removes it; returns the
-    /// exit code of its process.
-    pub fn run_removed(&mut self, opts: &RunOptions) -> Result<i32, EngineError> {
+    /// exit code of its process. With `opts.tty`, `terminal` is handed the
+    /// pty master once the process runs, and relays it until it ends.
+    pub fn run_removed(
+        &mut self,
+        opts: &RunOptions,
+        terminal: Option<&mut dyn FnMut(fs::File)>,
+    ) -> Result<i32, EngineError> {
         let image = self.resolve(&opts.image)?.id;
         let id = random_id()?;
         let scratch = self.prepare_container(&id, &image, opts)?;
         let state = self.root.join("runtime");
-        Ok(berth_runtime::lifecycle::run(
-            &state,
-            &id,
-            &scratch.dir,
-            &CreateOptions::default(),
-            false,
-            false,
-        )?)
+        // The runtime sends the pty master over a unix socket, whose path
+        // must fit in 108 bytes (the store's may not): a short temp dir.
+        let console = match (opts.tty, &terminal) {
+            (true, Some(_)) => {
+                let dir = tempfile::Builder::new()
+                    .prefix("berth-tty-")
+                    .tempdir()
+                    .map_err(io_err(&std::env::temp_dir()))?;
+                let path = dir.path().join("s");
+                let listener =
+                    std::os::unix::net::UnixListener::bind(&path).map_err(io_err(&path))?;
+                Some((dir, path, listener))
+            }
+            _ => None,
+        };
+        let create_opts = CreateOptions {
+            console_socket: console.as_ref().map(|(_, path, _)| path.clone()),
+            ..CreateOptions::default()
+        };
+        // Without -i the process reads /dev/null, as docker's does.
+        let created = if opts.interactive {
+            berth_runtime::create::create(&state, &id, &scratch.dir, &create_opts)
+        } else {
+            with_null_stdin(|| {
+                berth_runtime::create::create(&state, &id, &scratch.dir, &create_opts)
+            })
+        }?;
+        let master = match &console {
+            Some((_, path, listener)) => match receive_pty(listener) {
+                Ok(m) => Some(m),
+                Err(e) => {
+                    let _ = lifecycle::delete(&state, &id, true);
+                    return Err(io_err(path)(e));
+                }
+            },
+            None => None,
+        };
+        if let Err(e) = lifecycle::start(&state, &id) {
+            let _ = lifecycle::delete(&state, &id, true);
+            return Err(e.into());
+        }
+        if let (Some(master), Some(relay)) = (master, terminal) {
+            relay(master);
+        }
+        let code = lifecycle::wait_exit(created.saved.pid)?;
+        lifecycle::delete(&state, &id, true)?;
+        Ok(code)
     }
 }

@@ -467,7 +467,7 @@ pub fn container_spec(input: &SpecInput<'_>) -> Result<Value, EngineError> {
     let mut spec = json!({
         "ociVersion": "1.2.0",
         "process": {
-            "terminal": false,
+            "terminal": opts.tty,
             "user": {"uid": uid, "gid": gid},
             "args": args,
             "env": env,

@@ -219,6 +219,25 @@ pub fn resume(root: &Path, id: &str) -> Result<(), RuntimeError> {
     Ok(c.cgroup()?.freeze(false)?)
 }
 
+/// Waits for a container's process (a child of this one); returns its exit
+/// code as a shell reports it (128 + signal for a killed process).
+pub fn wait_exit(pid: i32) -> Result<i32, RuntimeError> {
+    let raw = pid;
+    let pid = Pid::from_raw(pid).ok_or(RuntimeError::ChildVanished)?;
+    let status = loop {
+        match rustix::process::waitpid(Some(pid), WaitOptions::empty()) {
+            Ok(Some((_, status))) => break status,
+            Ok(None) => continue,
+            Err(rustix::io::Errno::INTR) => continue,
+            Err(e) => return Err(io("waiting for", format!("pid {raw}"))(e.into())),
+        }
+    };
+    Ok(status
+        .exit_status()
+        .or_else(|| status.terminating_signal().map(|s| 128 + s))
+        .unwrap_or(1))
+}
+
 /// create + start + wait: returns the exit code as a shell reports it
 /// (128 + signal for a killed process). With `detach`, returns 0 once
 /// started.
@@ -238,19 +257,7 @@ pub fn run(
     if detach {
         return Ok(0);
     }
-    let pid = Pid::from_raw(c.saved.pid).ok_or(RuntimeError::ChildVanished)?;
-    let status = loop {
-        match rustix::process::waitpid(Some(pid), WaitOptions::empty()) {
-            Ok(Some((_, status))) => break status,
-            Ok(None) => continue,
-            Err(rustix::io::Errno::INTR) => continue,
-            Err(e) => return Err(io("waiting for", format!("pid {}", c.saved.pid))(e.into())),
-        }
-    };
-    let code = status
-        .exit_status()
-        .or_else(|| status.terminating_signal().map(|s| 128 + s))
-        .unwrap_or(1);
+    let code = wait_exit(c.saved.pid)?;
     if !keep {
         delete(root, id, true)?;
     }

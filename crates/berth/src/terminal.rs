@@ -1,0 +1,100 @@
+//! A container's terminal on the user's: raw mode while it runs, the
+//! window size at start and on every SIGWINCH, bytes both ways until the
+//! container's side of the pty closes (its processes are gone).
+
+use std::fs::File;
+use std::io::{self, Read, Write};
+use std::os::unix::net::UnixStream;
+
+use rustix::event::{poll, PollFd, PollFlags};
+use rustix::termios::{tcgetattr, tcgetwinsize, tcsetattr, tcsetwinsize, OptionalActions, Termios};
+
+/// The user's terminal in raw mode until dropped: keys, Ctrl-C included,
+/// go to the container's terminal as bytes, whose line discipline acts on
+/// them (so Ctrl-C is the container's SIGINT).
+struct RawMode {
+    saved: Termios,
+}
+
+impl RawMode {
+    fn enter() -> Option<Self> {
+        let stdin = io::stdin();
+        let saved = tcgetattr(&stdin).ok()?;
+        let mut raw = saved.clone();
+        raw.make_raw();
+        tcsetattr(&stdin, OptionalActions::Now, &raw).ok()?;
+        Some(RawMode { saved })
+    }
+}
+
+impl Drop for RawMode {
+    fn drop(&mut self) {
+        let _ = tcsetattr(io::stdin(), OptionalActions::Now, &self.saved);
+    }
+}
+
+fn copy_window_size(master: &File) {
+    if let Ok(size) = tcgetwinsize(io::stdin()) {
+        let _ = tcsetwinsize(master, size);
+    }
+}
+
+/// Relays the user's terminal and `master` until the container's side
+/// closes. With `interactive`, what the user types goes in; otherwise
+/// only the output comes out.
+pub fn relay(master: File, interactive: bool) {
+    let raw = if interactive { RawMode::enter() } else { None };
+    copy_window_size(&master);
+    // SIGWINCH writes a byte to this pipe; poll wakes up on it.
+    let winch = UnixStream::pair().ok().and_then(|(r, w)| {
+        signal_hook::low_level::pipe::register(signal_hook::consts::SIGWINCH, w)
+            .ok()
+            .map(|id| (r, id))
+    });
+    let stdin = io::stdin();
+    let mut stdin_open = interactive;
+    let mut out = io::stdout();
+    let mut buf = [0u8; 16 * 1024];
+    let mut master_r = &master;
+    loop {
+        let mut fds = vec![PollFd::new(&master, PollFlags::IN)];
+        if let Some((r, _)) = &winch {
+            fds.push(PollFd::new(r, PollFlags::IN));
+        }
+        if stdin_open {
+            fds.push(PollFd::new(&stdin, PollFlags::IN));
+        }
+        if poll(&mut fds, None).is_err() {
+            continue;
+        }
+        let ready: Vec<bool> = fds.iter().map(|f| !f.revents().is_empty()).collect();
+        drop(fds);
+        if ready[0] {
+            match master_r.read(&mut buf) {
+                // EIO: the last process holding the other side exited.
+                Ok(0) | Err(_) => break,
+                Ok(n) => {
+                    let _ = out.write_all(&buf[..n]);
+                    let _ = out.flush();
+                }
+            }
+        }
+        if let (Some((r, _)), true) = (&winch, ready.get(1).copied().unwrap_or(false)) {
+            let mut drain = [0u8; 64];
+            let _ = (&*r).read(&mut drain);
+            copy_window_size(&master);
+        }
+        if stdin_open && *ready.last().unwrap_or(&false) {
+            match stdin.lock().read(&mut buf) {
+                Ok(0) | Err(_) => stdin_open = false,
+                Ok(n) => {
+                    let _ = (&master).write_all(&buf[..n]);
+                }
+            }
+        }
+    }
+    if let Some((_, id)) = winch {
+        signal_hook::low_level::unregister(id);
+    }
+    drop(raw);
+}
