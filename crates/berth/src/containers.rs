@@ -11,8 +11,8 @@ use berth_engine::{Container, Engine, EngineError, Status};
 use berth_image::reference::familiar;
 
 use crate::cli::{
-    ContainerPruneArgs, ContainersArgs, KillArgs, LogsArgs, PsArgs, RenameArgs, RmArgs, StartArgs,
-    StopArgs,
+    ContainerPruneArgs, ContainersArgs, ExecArgs, KillArgs, LogsArgs, PsArgs, RenameArgs, RmArgs,
+    StartArgs, StopArgs, TopArgs,
 };
 use crate::format::{created_at, human_duration, since, Format};
 use crate::run::{follow_to_end, write_entries};
@@ -97,6 +97,94 @@ pub fn rm(engine: &mut Engine, a: &RmArgs) -> Result<(), CliError> {
 pub fn wait(engine: &mut Engine, a: &ContainersArgs) -> Result<(), CliError> {
     each(&a.containers, |n| {
         engine.wait_container(n).map(|code| Some(code.to_string()))
+    })
+}
+
+pub fn exec(engine: &mut Engine, a: &ExecArgs) -> Result<(), CliError> {
+    if a.tty {
+        return Err(CliError::Usage(
+            "-t/--tty: berth cannot give an exec'd process a terminal yet".to_string(),
+        ));
+    }
+    let opts = berth_engine::ExecOptions {
+        command: a.command.clone(),
+        env: a.env.clone(),
+        workdir: a.workdir.clone(),
+        user: a.user.clone(),
+        detach: a.detach,
+        interactive: a.interactive,
+    };
+    match engine.exec_in_container(&a.container, &opts) {
+        Ok(code) => Err(CliError::Exit(u8::try_from(code).unwrap_or(255))),
+        Err(e) => {
+            // docker's codes: 126 cannot run, 127 not found, else 125... as
+            // for run; berth's own failures are 1 for exec, as docker's.
+            let code = match &e {
+                EngineError::Runtime(r) => r.exec_status(),
+                _ => None,
+            };
+            eprintln!("Error: {e}");
+            Err(CliError::Exit(
+                code.map_or(1, |c| u8::try_from(c).unwrap_or(1)),
+            ))
+        }
+    }
+}
+
+/// `top`: the container's processes, as the host's `ps` prints them (as
+/// docker does), narrowed to the container's cgroup.
+pub fn top(engine: &mut Engine, a: &TopArgs) -> Result<(), CliError> {
+    let pids = engine.container_pids(&a.container)?;
+    let args: Vec<String> = if a.ps_options.is_empty() {
+        vec!["-ef".into()]
+    } else {
+        a.ps_options.clone()
+    };
+    let out = std::process::Command::new("ps")
+        .args(&args)
+        .output()
+        .map_err(|source| CliError::Io {
+            path: "ps".into(),
+            source,
+        })?;
+    if !out.status.success() {
+        return Err(CliError::Usage(format!(
+            "ps {}: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        )));
+    }
+    let text = String::from_utf8_lossy(&out.stdout);
+    let mut lines = text.lines();
+    let header = lines.next().unwrap_or_default();
+    let pid_col = header
+        .split_whitespace()
+        .position(|h| h == "PID")
+        .ok_or_else(|| CliError::Usage("ps's output has no PID column".to_string()))?;
+    println!("{header}");
+    for line in lines {
+        let pid: Option<i32> = line
+            .split_whitespace()
+            .nth(pid_col)
+            .and_then(|p| p.parse().ok());
+        if pid.is_some_and(|p| pids.contains(&p)) {
+            println!("{line}");
+        }
+    }
+    Ok(())
+}
+
+pub fn pause(engine: &mut Engine, a: &ContainersArgs) -> Result<(), CliError> {
+    each(&a.containers, |n| {
+        engine.pause_container(n, true).map(|_| Some(n.to_string()))
+    })
+}
+
+pub fn unpause(engine: &mut Engine, a: &ContainersArgs) -> Result<(), CliError> {
+    each(&a.containers, |n| {
+        engine
+            .pause_container(n, false)
+            .map(|_| Some(n.to_string()))
     })
 }
 

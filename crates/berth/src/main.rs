@@ -127,6 +127,15 @@ fn run(cli: Cli) -> Result<(), CliError> {
         println!("berth version {}", env!("CARGO_PKG_VERSION"));
         return Ok(());
     }
+    if let Command::Exec(_) | Command::Container(ContainerCommand::Exec(_)) = cli.command {
+        // The exec'd process starts as a clone of this one, inside a
+        // container whose processes could reach this binary through
+        // /proc/PID/exe: run from a sealed copy (CVE-2019-5736).
+        berth_engine::run_sealed().map_err(|source| CliError::Io {
+            path: "/proc/self/exe".into(),
+            source,
+        })?;
+    }
     let files = registry::Files::new(&cli);
     let mut engine = Engine::open(&cli.root)?;
     match cli.command {
@@ -205,6 +214,18 @@ fn run(cli: Cli) -> Result<(), CliError> {
             containers::rename(&mut engine, &a)
         }
         Command::Container(ContainerCommand::Prune(a)) => containers::prune(&mut engine, &a),
+        Command::Exec(a) | Command::Container(ContainerCommand::Exec(a)) => {
+            containers::exec(&mut engine, &a)
+        }
+        Command::Top(a) | Command::Container(ContainerCommand::Top(a)) => {
+            containers::top(&mut engine, &a)
+        }
+        Command::Pause(a) | Command::Container(ContainerCommand::Pause(a)) => {
+            containers::pause(&mut engine, &a)
+        }
+        Command::Unpause(a) | Command::Container(ContainerCommand::Unpause(a)) => {
+            containers::unpause(&mut engine, &a)
+        }
         Command::Version => unreachable!("handled before the store is opened"),
     }
 }

@@ -555,3 +555,72 @@ fn a_full_disk_during_create_is_one_clear_error() {
     b.ok(&["run", "-d", "--name", "full", "busybox", "sleep", "30"]);
     b.ok(&["rm", "-f", "full"]);
 }
+
+#[test]
+fn exec_top_pause_in_a_running_container() {
+    let b = Berth::new();
+    b.import_busybox("busybox");
+    b.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "box",
+        "busybox",
+        "sh",
+        "-c",
+        "echo made > /tmp/f; exec sleep 300",
+    ]);
+    wait_for("the file", || {
+        b.run(&["exec", "box", "cat", "/tmp/f"]).status.success()
+    });
+    assert_eq!(b.ok(&["exec", "box", "cat", "/tmp/f"]), "made\n");
+    // Its own namespaces: PID 1 is the container's sleep.
+    assert_eq!(
+        b.ok(&["exec", "box", "cat", "/proc/1/cmdline"]),
+        "sleep\u{0}300\u{0}"
+    );
+    assert_eq!(
+        b.ok(&[
+            "exec",
+            "-e",
+            "A=1",
+            "-w",
+            "/tmp",
+            "-u",
+            "1000:1000",
+            "box",
+            "sh",
+            "-c",
+            "echo $A $(pwd) $(id -u):$(id -g)"
+        ]),
+        "1 /tmp 1000:1000\n"
+    );
+    assert_eq!(
+        b.run(&["exec", "box", "sh", "-c", "exit 3"]).status.code(),
+        Some(3)
+    );
+    assert_eq!(
+        b.run(&["exec", "box", "no-such-command"]).status.code(),
+        Some(127)
+    );
+    let out = b.run_with_stdin(&["exec", "-i", "box", "cat"], b"through stdin\n");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "through stdin\n");
+    let out = b.run_with_stdin(&["exec", "box", "cat"], b"not without -i\n");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "");
+
+    let top = b.ok(&["top", "box"]);
+    let mut lines = top.lines();
+    assert!(lines.next().unwrap().contains("PID"), "{top}");
+    let procs: Vec<&str> = lines.collect();
+    assert_eq!(procs.len(), 1, "{top}");
+    assert!(procs[0].ends_with("sleep 300"), "{top}");
+
+    b.ok(&["pause", "box"]);
+    assert_eq!(state(&b, "box")["Status"], "paused");
+    assert!(b.ok(&["ps"]).contains("(Paused)"));
+    b.ok(&["unpause", "box"]);
+    assert_eq!(state(&b, "box")["Status"], "running");
+    b.ok(&["rm", "-f", "box"]);
+    let (_, err) = b.fail(&["exec", "box", "true"]);
+    assert!(err.contains("No such container: box"), "{err}");
+}

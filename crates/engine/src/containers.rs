@@ -670,3 +670,94 @@ pub(crate) fn report(out: &mut impl Write, r: &serde_json::Value) {
     let _ = writeln!(out, "{r}");
     let _ = out.flush();
 }
+
+impl Engine {
+    /// The PIDs (host's view) of every process of a running container.
+    pub fn container_pids(&mut self, name: &str) -> Result<Vec<i32>, EngineError> {
+        let c = self.container(name)?;
+        if !c.state.status.is_active() {
+            return Err(EngineError::NotRunning(c.name));
+        }
+        let rc = berth_runtime::state::Container::load(&self.runtime_root(), &c.id)?;
+        Ok(rc.cgroup()?.pids())
+    }
+
+    /// `pause` / `unpause`: freezes or thaws every process of a container.
+    pub fn pause_container(&mut self, name: &str, pause: bool) -> Result<(), EngineError> {
+        let c = self.container(name)?;
+        let runtime = self.runtime_root();
+        match (c.state.status, pause) {
+            (Status::Running, true) => lifecycle::pause(&runtime, &c.id)?,
+            (Status::Paused, false) => lifecycle::resume(&runtime, &c.id)?,
+            (_, true) => return Err(EngineError::NotRunning(c.name)),
+            (_, false) => {
+                return Err(EngineError::RunFlag {
+                    flag: "unpause".into(),
+                    value: c.name,
+                    reason: "the container is not paused".into(),
+                })
+            }
+        }
+        let mut state = c.state.clone();
+        state.status = if pause {
+            Status::Paused
+        } else {
+            Status::Running
+        };
+        state.save(&c.dir)
+    }
+}
+
+/// What `exec` runs, flag for flag as docker's.
+#[derive(Debug, Default, Clone)]
+pub struct ExecOptions {
+    pub command: Vec<String>,
+    pub env: Vec<String>,
+    pub workdir: Option<String>,
+    pub user: Option<String>,
+    pub detach: bool,
+    pub interactive: bool,
+}
+
+impl Engine {
+    /// `exec`: a new process in a running container, in all its
+    /// namespaces and its cgroup. Returns its exit code (0 at once with
+    /// `detach`).
+    pub fn exec_in_container(
+        &mut self,
+        name: &str,
+        opts: &ExecOptions,
+    ) -> Result<i32, EngineError> {
+        let c = self.container(name)?;
+        if c.state.status != Status::Running {
+            return Err(EngineError::NotRunning(c.name));
+        }
+        let runtime = self.runtime_root();
+        let rc = berth_runtime::state::Container::load(&runtime, &c.id)?;
+        let user = opts
+            .user
+            .as_deref()
+            .map(|u| crate::spec::resolve_user(&c.dir.join("merged"), u))
+            .transpose()?;
+        let process = berth_runtime::exec::process_from_bundle(
+            &rc,
+            opts.command.clone(),
+            &opts.env,
+            opts.workdir.as_deref().map(Path::new),
+            user,
+        )?;
+        let exec = berth_runtime::exec::ExecOptions {
+            process,
+            detach: opts.detach,
+            pid_file: None,
+            console_socket: None,
+        };
+        let run = || berth_runtime::exec::exec(&runtime, &c.id, &exec);
+        let code = if opts.interactive && !opts.detach {
+            run()
+        } else {
+            crate::run::with_null_stdin(run)
+        }?;
+        Ok(code)
+    }
+}

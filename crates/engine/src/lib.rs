@@ -34,7 +34,7 @@ mod state;
 mod units;
 
 pub use archive::Loaded;
-pub use containers::{Container, LogEntry};
+pub use containers::{Container, ExecOptions, LogEntry};
 pub use error::{EngineError, ErrorKind};
 pub use filters::ImageFilter;
 pub use images::{HistoryRow, ImageDetails, ImageSummary, PruneReport, Removed};
@@ -55,6 +55,13 @@ use std::path::{Path, PathBuf};
 
 use berth_image::BlobStore;
 use berth_storage::LayerStore;
+
+/// Re-executes this process from a sealed in-memory copy of its binary,
+/// unless it already runs from one: for commands whose processes start
+/// inside a container (see berth-runtime's `sealed`).
+pub fn run_sealed() -> std::io::Result<()> {
+    berth_runtime::sealed::ensure_sealed()
+}
 
 /// The default store root, as docker's `/var/lib/docker`.
 pub const DEFAULT_ROOT: &str = "/var/lib/berth";

@@ -117,7 +117,7 @@ pub(crate) fn random_id() -> Result<String, EngineError> {
 
 /// Runs `f` with /dev/null as fd 0, so that a process it creates inherits
 /// that rather than berth's stdin.
-fn with_null_stdin<T>(f: impl FnOnce() -> T) -> T {
+pub(crate) fn with_null_stdin<T>(f: impl FnOnce() -> T) -> T {
     let saved = rustix::io::fcntl_dupfd_cloexec(std::io::stdin(), 3).ok();
     if let Ok(null) = fs::File::open("/dev/null") {
         let _ = rustix::stdio::dup2_stdin(&null);

@@ -186,7 +186,9 @@ pub fn busybox_rootfs() -> Vec<u8> {
     let mut b = TarBuilder::new();
     b.dir("bin", 0o755);
     b.file("bin/busybox", &busybox, 0o755);
-    for applet in ["sh", "ls", "cat", "echo", "true", "sleep", "tty", "stty"] {
+    for applet in [
+        "sh", "ls", "cat", "echo", "true", "sleep", "tty", "stty", "id",
+    ] {
         b.symlink(&format!("bin/{applet}"), "busybox");
     }
     b.dir("etc", 0o755);
