@@ -566,9 +566,12 @@ pub struct RunArgs {
     /// Keep STDIN open even if not attached
     #[arg(short, long)]
     pub interactive: bool,
-    /// Allocate a pseudo-TTY (not supported yet)
+    /// Allocate a pseudo-TTY (foreground `run --rm` only, for now)
     #[arg(short, long)]
     pub tty: bool,
+    /// Pull image before running
+    #[arg(long, default_value = "missing", value_parser = ["missing", "always", "never"])]
+    pub pull: String,
     /// Set environment variables
     #[arg(short, long)]
     pub env: Vec<String>,

@@ -182,9 +182,11 @@ fn run(cli: Cli) -> Result<(), CliError> {
         Command::Login(a) => registry::login(&mut files.remote()?, &a),
         Command::Logout(a) => registry::logout(&mut files.remote()?, &a),
         Command::Info(a) => info::info(&engine, a.format.as_deref()),
-        Command::Run(a) | Command::Container(ContainerCommand::Run(a)) => run::run(&mut engine, &a),
+        Command::Run(a) | Command::Container(ContainerCommand::Run(a)) => {
+            run::run(&mut engine, &files, &a)
+        }
         Command::Create(a) | Command::Container(ContainerCommand::Create(a)) => {
-            run::create(&mut engine, &a)
+            run::create(&mut engine, &files, &a)
         }
         Command::Start(a) | Command::Container(ContainerCommand::Start(a)) => {
             containers::start(&mut engine, &a)

@@ -84,20 +84,75 @@ fn pull_one(
     opts: &PullOptions,
     quiet: bool,
 ) -> Result<(), CliError> {
-    let printer = Mutex::new(Progress::new(quiet));
+    pull_to(engine, remote, r, opts, quiet, Stream::Stdout)
+}
+
+/// A pull for `run` and `create`: its progress on stderr, as docker's, so
+/// that stdout is the container's alone.
+pub fn pull_for_run(engine: &mut Engine, remote: &Remote, name: &str) -> Result<(), CliError> {
+    let r = ImageRef::parse(name).map_err(|e| CliError::Engine(e.into()))?;
+    pull_to(
+        engine,
+        remote,
+        &r,
+        &PullOptions::default(),
+        false,
+        Stream::Stderr,
+    )
+}
+
+fn pull_to(
+    engine: &mut Engine,
+    remote: &Remote,
+    r: &ImageRef,
+    opts: &PullOptions,
+    quiet: bool,
+    stream: Stream,
+) -> Result<(), CliError> {
+    let printer = Mutex::new(Progress::new(quiet, stream));
     let report = |p: PullProgress| printer.lock().expect("not poisoned").pull(p);
     let pulled = engine.pull(remote, r, opts, &report)?;
+    let mut text = String::new();
     if !quiet {
-        println!("Digest: {}", pulled.digest);
         let name = familiar(&pulled.reference);
-        if pulled.fresh {
-            println!("Status: Downloaded newer image for {name}");
+        let status = if pulled.fresh {
+            "Downloaded newer image for"
         } else {
-            println!("Status: Image is up to date for {name}");
+            "Image is up to date for"
+        };
+        text.push_str(&format!(
+            "Digest: {}\nStatus: {status} {name}\n",
+            pulled.digest
+        ));
+    }
+    if stream == Stream::Stdout {
+        text.push_str(&format!("{}\n", pulled.reference));
+    }
+    stream.write(&text);
+    Ok(())
+}
+
+/// Where progress goes.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Stream {
+    Stdout,
+    Stderr,
+}
+
+impl Stream {
+    fn write(self, text: &str) {
+        let _ = match self {
+            Stream::Stdout => io::stdout().lock().write_all(text.as_bytes()),
+            Stream::Stderr => io::stderr().lock().write_all(text.as_bytes()),
+        };
+    }
+
+    fn is_terminal(self) -> bool {
+        match self {
+            Stream::Stdout => io::stdout().is_terminal(),
+            Stream::Stderr => io::stderr().is_terminal(),
         }
     }
-    println!("{}", pulled.reference);
-    Ok(())
 }
 
 pub fn push(engine: &mut Engine, remote: &Remote, a: &PushArgs) -> Result<(), CliError> {
@@ -119,7 +174,7 @@ pub fn push(engine: &mut Engine, remote: &Remote, a: &PushArgs) -> Result<(), Cl
         }
     }
     for name in &names {
-        let printer = Mutex::new(Progress::new(a.quiet));
+        let printer = Mutex::new(Progress::new(a.quiet, Stream::Stdout));
         let report = |p: PushProgress| printer.lock().expect("not poisoned").push(p);
         let pushed = engine.push(remote, name, &report)?;
         if a.quiet {
@@ -244,6 +299,7 @@ fn prompt(question: &str, echo: bool) -> Result<String, CliError> {
 /// terminal, one line per change of status otherwise.
 struct Progress {
     quiet: bool,
+    stream: Stream,
     tty: bool,
     /// (short digest, status), in the order the layers were announced.
     lines: Vec<(String, String)>,
@@ -251,10 +307,11 @@ struct Progress {
 }
 
 impl Progress {
-    fn new(quiet: bool) -> Self {
+    fn new(quiet: bool, stream: Stream) -> Self {
         Progress {
             quiet,
-            tty: io::stdout().is_terminal(),
+            stream,
+            tty: stream.is_terminal(),
             lines: Vec::new(),
             drawn: 0,
         }
@@ -264,7 +321,8 @@ impl Progress {
         match p {
             PullProgress::Resolved { repository, tag } => {
                 if !self.quiet {
-                    println!("{tag}: Pulling from {repository}");
+                    self.stream
+                        .write(&format!("{tag}: Pulling from {repository}\n"));
                 }
             }
             PullProgress::Layer { digest, state } => {
@@ -309,20 +367,20 @@ impl Progress {
             Some((_, s)) => *s = status,
             None => self.lines.push((id.clone(), status)),
         }
-        let mut out = io::stdout().lock();
+        let mut text = String::new();
         if self.tty {
             // Back up over the block drawn before and draw it again.
             if self.drawn > 0 {
-                let _ = write!(out, "\x1b[{}A", self.drawn);
+                text.push_str(&format!("\x1b[{}A", self.drawn));
             }
             for (d, s) in &self.lines {
-                let _ = writeln!(out, "\x1b[2K{d}: {s}");
+                text.push_str(&format!("\x1b[2K{d}: {s}\n"));
             }
             self.drawn = self.lines.len();
         } else if let Some((d, s)) = self.lines.iter().find(|(d, _)| *d == id) {
-            let _ = writeln!(out, "{d}: {s}");
+            text = format!("{d}: {s}\n");
         }
-        let _ = out.flush();
+        self.stream.write(&text);
     }
 }
 

@@ -7,7 +7,11 @@ use std::time::Duration;
 
 use berth_engine::{Engine, EngineError, RunOptions};
 
+use berth_image::reference::familiar;
+use berth_image::ImageRef;
+
 use crate::cli::RunArgs;
+use crate::registry::Files;
 use crate::CliError;
 
 const EXIT_BERTH_FAILED: u8 = 125;
@@ -94,20 +98,47 @@ fn failed(e: EngineError) -> CliError {
     CliError::Exit(u8::try_from(code).unwrap_or(EXIT_BERTH_FAILED))
 }
 
-pub fn create(engine: &mut Engine, a: &RunArgs) -> Result<(), CliError> {
+/// `--pull`: the image from its registry when it is missing (or always).
+fn pull_if_needed(engine: &mut Engine, files: &Files, a: &RunArgs) -> Result<(), CliError> {
+    let present = engine.has_image(&a.image)?;
+    match (a.pull.as_str(), present) {
+        ("never", _) | ("missing", true) => Ok(()),
+        (_, present) => {
+            if !present {
+                let shown = ImageRef::parse(&a.image)
+                    .map(|r| familiar(&r.to_string()).to_string())
+                    .unwrap_or_else(|_| a.image.clone());
+                eprintln!("Unable to find image '{shown}' locally");
+            }
+            crate::registry::pull_for_run(engine, &files.remote()?, &a.image).map_err(failed_cli)
+        }
+    }
+}
+
+/// A failed pull as `run` reports it: one line, exit 125.
+fn failed_cli(e: CliError) -> CliError {
+    match e {
+        CliError::Engine(e) => failed(e),
+        other => other,
+    }
+}
+
+pub fn create(engine: &mut Engine, files: &Files, a: &RunArgs) -> Result<(), CliError> {
     if a.detach {
         return Err(CliError::Usage(
             "unknown flag: --detach (create never starts the container)".to_string(),
         ));
     }
     let opts = options(a)?;
+    pull_if_needed(engine, files, a)?;
     let id = engine.create_container(&opts).map_err(failed)?;
     println!("{id}");
     Ok(())
 }
 
-pub fn run(engine: &mut Engine, a: &RunArgs) -> Result<(), CliError> {
+pub fn run(engine: &mut Engine, files: &Files, a: &RunArgs) -> Result<(), CliError> {
     let opts = options(a)?;
+    pull_if_needed(engine, files, a)?;
     if opts.auto_remove && !a.detach {
         // The fast path: the runtime in-process, no record, no monitor.
         let mut relay = |master| crate::terminal::relay(master, opts.interactive);

@@ -321,6 +321,35 @@ fn docker_hub_names_are_pulled_through_the_configured_mirror() {
         format!(r#"{{"registry-mirrors": ["http://{}"]}}"#, reg.host()),
     )
     .unwrap();
+    // `run` pulls a missing image, its progress on stderr.
+    let c = Berth::new();
+    std::fs::copy(b.path("config.json"), c.path("config.json")).unwrap();
+    let (code, err) = c.fail(&["run", "--rm", "--pull", "never", "busybox", "true"]);
+    assert_eq!(code, 125);
+    assert!(err.contains("No such image: busybox"), "{err}");
+    let out = c
+        .command(&["run", "--rm", "busybox", "echo", "pulled and ran"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "pulled and ran\n");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.starts_with("Unable to find image 'busybox:latest' locally\n")
+            && err.contains("Pull complete"),
+        "{err}"
+    );
+    let out = c
+        .command(&["run", "--rm", "busybox", "true"])
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stderr), "", "present: no pull");
+    // Missing, and no registry to get it from: one clear line.
+    let d = Berth::new();
+    let (code, err) = d.fail(&["run", "--rm", "127.0.0.1:1/nothing", "true"]);
+    assert_eq!(code, 125);
+    assert!(err.contains("registry 127.0.0.1:1 is unreachable"), "{err}");
+
     let out = b.ok(&["pull", "busybox"]);
     assert!(out.starts_with("Using default tag: latest\n"), "{out}");
     assert!(

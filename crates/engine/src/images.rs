@@ -184,6 +184,15 @@ impl Engine {
         Ok(out)
     }
 
+    /// Whether `name` names an image in the store.
+    pub fn has_image(&self, name: &str) -> Result<bool, EngineError> {
+        match self.resolve(name) {
+            Ok(_) => Ok(true),
+            Err(EngineError::ImageNotFound(_)) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
     /// `image inspect`, in docker's shape.
     pub fn inspect_image(&self, name: &str) -> Result<ImageDetails, EngineError> {
         let id = self.resolve(name)?.id;
