@@ -273,6 +273,18 @@ fn network_env_file_cpu_and_shm_flags() {
         String::from_utf8_lossy(&out.stdout).trim(),
         host_net.to_str().unwrap()
     );
+    // ... with only loopback in it, and loopback up (IFF_UP | IFF_LOOPBACK).
+    assert_eq!(
+        b.ok(&[
+            "run",
+            "--rm",
+            "busybox",
+            "sh",
+            "-c",
+            "ls /sys/class/net; cat /sys/class/net/lo/flags"
+        ]),
+        "lo\n0x9\n"
+    );
     let out = b.run(&["run", "--rm", "--network", "bridge", "busybox", "true"]);
     assert_eq!(out.status.code(), Some(125));
     assert!(String::from_utf8_lossy(&out.stderr).contains("none and host"));

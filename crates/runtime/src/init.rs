@@ -137,6 +137,15 @@ fn init(a: &InitArgs<'_>) -> Result<Infallible, ChildError> {
     if let Some(console) = &a.console {
         process::setup_console(console)?;
     }
+    // A network namespace of its own starts with `lo` down; bring it up,
+    // as crun does (a joined namespace is its owner's business).
+    if cfg
+        .namespaces
+        .iter()
+        .any(|n| n.kind == NsKind::Network && n.path.is_none())
+    {
+        berth_sys::set_loopback_up().map_err(|e| ChildError::io("network", "bringing lo up", e))?;
+    }
     if let Some(h) = &cfg.hostname {
         rustix::system::sethostname(h.as_bytes())
             .map_err(|e| ChildError::errno("hostname", format!("sethostname {h}"), e))?;

@@ -27,6 +27,36 @@ pub mod clone_flags {
     pub const NEWTIME: u64 = 0x80; // CLONE_NEWTIME, absent from older libc
 }
 
+/// Brings the loopback interface of this process's network namespace up,
+/// as a new namespace starts with it down (docker's `--network none` has
+/// a working 127.0.0.1).
+pub fn set_loopback_up() -> io::Result<()> {
+    use std::os::fd::AsRawFd as _;
+    let sock = rustix::net::socket_with(
+        rustix::net::AddressFamily::INET,
+        rustix::net::SocketType::DGRAM,
+        rustix::net::SocketFlags::CLOEXEC,
+        None,
+    )?;
+    // SAFETY: ifreq is plain data; all-zero is a valid value.
+    let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
+    for (dst, src) in req.ifr_name.iter_mut().zip(b"lo\0") {
+        *dst = *src as libc::c_char;
+    }
+    // SAFETY: SIOCGIFFLAGS reads the name from `req` and writes the flags
+    // into its union; `req` is a valid, exclusively borrowed ifreq.
+    if unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCGIFFLAGS, &mut req) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: the union's flags member is the one SIOCGIFFLAGS just set.
+    unsafe { req.ifr_ifru.ifru_flags |= libc::IFF_UP as libc::c_short };
+    // SAFETY: SIOCSIFFLAGS reads the name and flags from `req`.
+    if unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCSIFFLAGS, &req) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
 /// Drops this process's pages of read-only, file-backed mappings (program
 /// text and read-only data, of the executable and its libraries) from its
 /// page tables. A long-lived process that ran a lot of code once (the
