@@ -74,6 +74,7 @@ fn options(a: &RunArgs) -> Result<RunOptions, CliError> {
         pids_limit: a.pids_limit,
         volumes: a.volume.clone(),
         tmpfs: a.tmpfs.clone(),
+        mounts: a.mount.clone(),
         read_only: a.read_only,
         cap_add: a.cap_add.clone(),
         cap_drop: a.cap_drop.clone(),

@@ -366,3 +366,41 @@ fn stdin_reaches_the_container_only_with_i() {
     assert_eq!(out.status.code(), Some(125));
     assert!(String::from_utf8_lossy(&out.stderr).contains("the input device is not a TTY"));
 }
+
+#[test]
+fn mount_flag_binds_and_tmpfs() {
+    let b = Berth::new();
+    b.import_busybox("busybox");
+    let host = b.path("shared");
+    std::fs::create_dir_all(&host).unwrap();
+    std::fs::write(host.join("hello"), "from the host\n").unwrap();
+    let out = b.run(&[
+        "run",
+        "--rm",
+        "--mount",
+        &format!("type=bind,source={},target=/data,readonly", host.display()),
+        "--mount",
+        "type=tmpfs,target=/scratch,tmpfs-size=1m",
+        "busybox",
+        "sh",
+        "-c",
+        "cat /data/hello; touch /data/x 2>/dev/null || echo read-only; touch /scratch/y && echo tmpfs ok; df -k /scratch | tail -1 | awk '{print $2}'",
+    ]);
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "from the host\nread-only\ntmpfs ok\n1024\n",
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = b.run(&[
+        "run",
+        "--rm",
+        "--mount",
+        "type=bind,source=/no/such/dir,target=/x",
+        "busybox",
+        "true",
+    ]);
+    assert_eq!(out.status.code(), Some(125));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("bind source path does not exist"));
+    assert_nothing_left(&b);
+}

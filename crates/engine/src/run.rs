@@ -63,6 +63,8 @@ pub struct RunOptions {
     pub volumes: Vec<String>,
     /// `--tmpfs DST[:OPTIONS]`.
     pub tmpfs: Vec<String>,
+    /// `--mount type=bind|tmpfs,…`.
+    pub mounts: Vec<String>,
     pub read_only: bool,
     pub cap_add: Vec<String>,
     pub cap_drop: Vec<String>,

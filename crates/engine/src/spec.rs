@@ -221,6 +221,64 @@ fn tmpfs_mount(t: &str) -> Result<Value, EngineError> {
     Ok(json!({"destination": dst, "type": "tmpfs", "source": "tmpfs", "options": options}))
 }
 
+/// `--mount type=bind|tmpfs,…`, docker's long form. Unlike `-v`, a bind
+/// source that does not exist is an error, as docker's.
+fn mount_flag(m: &str) -> Result<Value, EngineError> {
+    let bad = |reason: String| flag_err("--mount", m, reason);
+    let mut kind = "volume";
+    let (mut src, mut dst) = (None, None);
+    let (mut readonly, mut propagation) = (false, "rprivate".to_string());
+    let (mut size, mut mode) = (None, None);
+    for field in m.split(',') {
+        let (key, value) = field.split_once('=').unwrap_or((field, ""));
+        match key {
+            "type" => kind = value,
+            "source" | "src" => src = Some(value),
+            "target" | "destination" | "dst" => dst = Some(value),
+            "readonly" | "ro" => readonly = matches!(value, "" | "true" | "1"),
+            "bind-propagation" => propagation = value.to_string(),
+            "tmpfs-size" => {
+                size = Some(crate::units::parse_bytes(value).map_err(|e| bad(e.clone()))?)
+            }
+            "tmpfs-mode" => mode = Some(value),
+            "consistency" => {}
+            other => return Err(bad(format!("unknown field {other:?}"))),
+        }
+    }
+    let dst = dst
+        .filter(|d| d.starts_with('/'))
+        .ok_or_else(|| bad("target must be an absolute path".into()))?;
+    match kind {
+        "bind" => {
+            let src = src
+                .filter(|s| s.starts_with('/'))
+                .ok_or_else(|| bad("source must be an absolute host path".into()))?;
+            if !Path::new(src).exists() {
+                return Err(bad(format!("bind source path does not exist: {src}")));
+            }
+            let mut options = vec!["rbind".to_string(), propagation];
+            options.push(if readonly { "ro" } else { "rw" }.to_string());
+            Ok(json!({"destination": dst, "type": "bind", "source": src, "options": options}))
+        }
+        "tmpfs" => {
+            let mut options: Vec<String> = vec!["nosuid".into(), "nodev".into()];
+            if let Some(size) = size {
+                options.push(format!("size={size}"));
+            }
+            if let Some(mode) = mode {
+                options.push(format!("mode={mode}"));
+            }
+            if readonly {
+                options.push("ro".into());
+            }
+            Ok(json!({"destination": dst, "type": "tmpfs", "source": "tmpfs", "options": options}))
+        }
+        other => Err(bad(format!(
+            "type {other}: berth mounts bind and tmpfs (named volumes are not supported yet)"
+        ))),
+    }
+}
+
 /// `--ulimit NAME=SOFT[:HARD]`.
 fn ulimit(u: &str) -> Result<Value, EngineError> {
     let (name, values) = u
@@ -464,6 +522,9 @@ pub fn container_spec(input: &SpecInput<'_>) -> Result<Value, EngineError> {
     for t in &opts.tmpfs {
         extra_mounts.push(tmpfs_mount(t)?);
     }
+    for m in &opts.mounts {
+        extra_mounts.push(mount_flag(m)?);
+    }
     let mut spec = json!({
         "ociVersion": "1.2.0",
         "process": {
@@ -570,6 +631,33 @@ mod tests {
             ["CAP_KILL"]
         );
         assert!(capabilities(&s(&["FLY"]), &[]).is_err());
+    }
+
+    #[test]
+    fn mount_flag_long_form() {
+        let dir = tempfile::tempdir().unwrap();
+        let src = dir.path().display().to_string();
+        let m = mount_flag(&format!(
+            "type=bind,src={src},dst=/data,readonly,bind-propagation=rslave"
+        ))
+        .unwrap();
+        assert_eq!(m["source"], src);
+        assert_eq!(m["destination"], "/data");
+        assert_eq!(m["options"], json!(["rbind", "rslave", "ro"]));
+        let t = mount_flag("type=tmpfs,target=/scratch,tmpfs-size=1m,tmpfs-mode=1770").unwrap();
+        assert_eq!(
+            t["options"],
+            json!(["nosuid", "nodev", "size=1048576", "mode=1770"])
+        );
+        for bad in [
+            "type=bind,source=/no/such/dir,target=/x",
+            "type=bind,source=relative,target=/x",
+            "type=tmpfs,target=relative",
+            "type=volume,source=v,target=/x",
+            "type=bind,source=/,target=/x,color=red",
+        ] {
+            assert!(mount_flag(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]
