@@ -569,6 +569,9 @@ pub struct RunArgs {
     /// Allocate a pseudo-TTY (foreground `run --rm` only, for now)
     #[arg(short, long)]
     pub tty: bool,
+    /// Give extended privileges to this container
+    #[arg(long)]
+    pub privileged: bool,
     /// Attach a filesystem mount to the container (type=bind|tmpfs,source=…,target=…,readonly)
     #[arg(long)]
     pub mount: Vec<String>,

@@ -76,6 +76,7 @@ fn options(a: &RunArgs) -> Result<RunOptions, CliError> {
         tmpfs: a.tmpfs.clone(),
         mounts: a.mount.clone(),
         read_only: a.read_only,
+        privileged: a.privileged,
         cap_add: a.cap_add.clone(),
         cap_drop: a.cap_drop.clone(),
         security_opt: a.security_opt.clone(),

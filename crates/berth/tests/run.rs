@@ -404,3 +404,60 @@ fn mount_flag_binds_and_tmpfs() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("bind source path does not exist"));
     assert_nothing_left(&b);
 }
+
+#[test]
+fn seccomp_profiles_and_privileged() {
+    let b = Berth::new();
+    b.import_busybox("busybox");
+    let probe = "grep Seccomp: /proc/self/status; unshare -U true 2>/dev/null && echo userns || echo no-userns; \
+                 mkdir -p /mnt; mount -t tmpfs t /mnt 2>/dev/null && echo mounted || echo no-mount";
+    let run = |extra: &[&str]| {
+        let mut args = vec!["run", "--rm"];
+        args.extend_from_slice(extra);
+        args.extend_from_slice(&["busybox", "sh", "-c", probe]);
+        b.ok(&args)
+    };
+    // The default profile keeps namespaces and mounts from the container.
+    assert_eq!(run(&[]), "Seccomp:\t2\nno-userns\nno-mount\n");
+    assert_eq!(
+        run(&["--security-opt", "seccomp=unconfined"]),
+        "Seccomp:\t0\nuserns\nno-mount\n"
+    );
+    // A capability lets its syscalls through, as docker's profile does.
+    assert_eq!(
+        run(&["--cap-add", "SYS_ADMIN"]),
+        "Seccomp:\t2\nuserns\nmounted\n"
+    );
+    assert_eq!(run(&["--privileged"]), "Seccomp:\t0\nuserns\nmounted\n");
+    // A profile of the user's own.
+    let profile = b.path("no-mkdir.json");
+    std::fs::write(
+        &profile,
+        r#"{"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [{"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO"}]}"#,
+    )
+    .unwrap();
+    let out = b.run(&[
+        "run",
+        "--rm",
+        "--security-opt",
+        &format!("seccomp={}", profile.display()),
+        "busybox",
+        "sh",
+        "-c",
+        "mkdir /x 2>/dev/null && echo made || echo refused",
+    ]);
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "refused\n");
+    let out = b.run(&[
+        "run",
+        "--rm",
+        "--security-opt",
+        "seccomp=/no/such.json",
+        "busybox",
+        "true",
+    ]);
+    assert_eq!(out.status.code(), Some(125));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains("/no/such.json"), "{err}");
+    assert_nothing_left(&b);
+}

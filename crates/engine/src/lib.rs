@@ -29,6 +29,7 @@ mod register;
 mod remote;
 mod restart;
 mod run;
+mod seccomp;
 mod spec;
 mod state;
 mod units;

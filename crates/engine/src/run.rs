@@ -66,6 +66,9 @@ pub struct RunOptions {
     /// `--mount type=bind|tmpfs,…`.
     pub mounts: Vec<String>,
     pub read_only: bool,
+    /// `--privileged`: every capability and device, no seccomp, nothing
+    /// masked.
+    pub privileged: bool,
     pub cap_add: Vec<String>,
     pub cap_drop: Vec<String>,
     /// `--security-opt` values.

@@ -73,7 +73,8 @@ fn flag_err(flag: &str, value: &str, reason: impl Into<String>) -> EngineError {
     }
 }
 
-/// Every capability docker knows by name, for `--cap-add ALL`.
+/// Every capability docker knows by name, in the kernel's order (entry N
+/// is capability number N).
 const ALL_CAPS: &[&str] = &[
     "CAP_CHOWN",
     "CAP_DAC_OVERRIDE",
@@ -146,7 +147,7 @@ pub fn capabilities(add: &[String], drop: &[String]) -> Result<Vec<String>, Engi
     for a in add {
         let a = norm("--cap-add", a)?;
         let new: Vec<String> = if a == "CAP_ALL" {
-            ALL_CAPS.iter().map(|c| c.to_string()).collect()
+            own_capabilities()
         } else {
             vec![a]
         };
@@ -157,6 +158,25 @@ pub fn capabilities(add: &[String], drop: &[String]) -> Result<Vec<String>, Engi
         }
     }
     Ok(caps)
+}
+
+/// Every capability berth itself holds (its bounding set), as docker
+/// gives `--privileged` the daemon's: asking for more fails.
+fn own_capabilities() -> Vec<String> {
+    let bounding = std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("CapBnd:"))
+                .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
+        })
+        .unwrap_or(u64::MAX);
+    ALL_CAPS
+        .iter()
+        .enumerate()
+        .filter(|(bit, _)| bounding & (1 << bit) != 0)
+        .map(|(_, c)| c.to_string())
+        .collect()
 }
 
 /// `-v SRC:DST[:OPTS]` as an OCI bind mount; a missing source directory
@@ -473,19 +493,44 @@ pub fn container_spec(input: &SpecInput<'_>) -> Result<Value, EngineError> {
     if let Some(p) = opts.pids_limit {
         resources["pids"] = json!({"limit": p});
     }
-    let caps = capabilities(&opts.cap_add, &opts.cap_drop)?;
+    let caps = if opts.privileged {
+        own_capabilities()
+    } else {
+        capabilities(&opts.cap_add, &opts.cap_drop)?
+    };
     let mut no_new_privileges = false;
+    // berth's default profile, unless unconfined or privileged (as docker).
+    let mut seccomp = (!opts.privileged).then(|| crate::seccomp::default_profile(&caps));
     for o in &opts.security_opt {
-        match o.as_str() {
-            "no-new-privileges" | "no-new-privileges:true" | "no-new-privileges=true" => {
-                no_new_privileges = true
+        let (key, value) = o.split_once(['=', ':']).unwrap_or((o.as_str(), "true"));
+        match (key, value) {
+            ("no-new-privileges", "true") => no_new_privileges = true,
+            ("no-new-privileges", "false") => no_new_privileges = false,
+            ("seccomp", "unconfined") => seccomp = None,
+            ("seccomp", path) => {
+                let text = std::fs::read(path)
+                    .map_err(|e| flag_err("--security-opt", o, format!("reading {path}: {e}")))?;
+                let profile: Value = serde_json::from_slice(&text).map_err(|e| {
+                    flag_err(
+                        "--security-opt",
+                        o,
+                        format!("{path} is not a seccomp profile: {e}"),
+                    )
+                })?;
+                if profile.get("defaultAction").is_none() {
+                    return Err(flag_err(
+                        "--security-opt",
+                        o,
+                        format!("{path} has no defaultAction: not a seccomp profile"),
+                    ));
+                }
+                seccomp = Some(profile);
             }
-            "no-new-privileges:false" | "no-new-privileges=false" => no_new_privileges = false,
             _ => {
                 return Err(flag_err(
                     "--security-opt",
                     o,
-                    "berth supports no-new-privileges only, so far",
+                    "berth supports no-new-privileges and seccomp=unconfined|PROFILE.json",
                 ))
             }
         }
@@ -562,6 +607,30 @@ pub fn container_spec(input: &SpecInput<'_>) -> Result<Value, EngineError> {
             "readonlyPaths": ["/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"]
         }
     });
+    if let Some(profile) = seccomp {
+        spec["linux"]["seccomp"] = profile;
+    }
+    if opts.privileged {
+        // Everything docker's --privileged opens: every device, /sys and
+        // the cgroup tree writable, nothing masked or read-only.
+        spec["linux"]["resources"]["devices"] = json!([{"allow": true, "access": "rwm"}]);
+        spec["linux"]["maskedPaths"] = json!([]);
+        spec["linux"]["readonlyPaths"] = json!([]);
+        for m in spec["mounts"].as_array_mut().expect("mounts is a list") {
+            match m["destination"].as_str() {
+                Some("/sys") | Some("/sys/fs/cgroup") => {
+                    if let Some(o) = m["options"].as_array_mut() {
+                        o.retain(|x| x != "ro");
+                        o.push(json!("rw"));
+                    }
+                }
+                Some("/dev") => {
+                    *m = json!({"destination": "/dev", "type": "bind", "source": "/dev", "options": ["rbind", "rslave"]})
+                }
+                _ => {}
+            }
+        }
+    }
     // The user's mounts last: they go over docker's defaults.
     spec["mounts"]
         .as_array_mut()
