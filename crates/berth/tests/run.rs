@@ -124,7 +124,8 @@ fn dockers_exit_codes_for_failures() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let out = b.run(&["run", "--rm", "no-such-image"]);
+    // --pull never: a missing image must not send the test to Docker Hub.
+    let out = b.run(&["run", "--rm", "--pull", "never", "no-such-image"]);
     assert_eq!(out.status.code(), Some(125));
     assert!(String::from_utf8_lossy(&out.stderr).contains("No such image: no-such-image"));
     // Without --rm the container is kept, as docker's is.
