@@ -14,7 +14,7 @@ use crate::cli::{
     ContainerPruneArgs, ContainersArgs, ExecArgs, KillArgs, LogsArgs, PsArgs, RenameArgs, RmArgs,
     StartArgs, StopArgs, TopArgs,
 };
-use crate::format::{created_at, human_duration, since, Format};
+use crate::format::{created_at, human_duration, human_size, since, Format};
 use crate::run::{follow_to_end, write_entries};
 use crate::CliError;
 
@@ -449,7 +449,14 @@ pub fn ps(engine: &mut Engine, a: &PsArgs) -> Result<(), CliError> {
                 networks: c.options.network.clone().unwrap_or_else(|| "none".into()),
                 ports: String::new(),
                 running_for: since(time(&c.created)),
-                size: "0B".into(),
+                size: match a.size.then(|| engine.container_size(c)) {
+                    Some(Ok((written, virt))) => format!(
+                        "{} (virtual {})",
+                        human_size(written, 3),
+                        human_size(virt, 3)
+                    ),
+                    _ => String::new(),
+                },
                 state: c.state.status.as_str().into(),
                 status: status_text(c),
             }

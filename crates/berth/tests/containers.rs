@@ -198,6 +198,9 @@ fn create_start_wait_and_the_foreground_run() {
 fn inspect_has_dockers_shape_and_real_directories() {
     let b = Berth::new();
     b.import_busybox("busybox");
+    let host = b.path("data");
+    std::fs::create_dir_all(&host).unwrap();
+    let bind = format!("{}:/data:ro", host.display());
     let id = b.ok(&[
         "run",
         "-d",
@@ -209,6 +212,10 @@ fn inspect_has_dockers_shape_and_real_directories() {
         "64m",
         "--restart",
         "on-failure:2",
+        "-v",
+        &bind,
+        "--tmpfs",
+        "/scratch",
         "busybox",
         "sleep",
         "60",
@@ -254,6 +261,30 @@ fn inspect_has_dockers_shape_and_real_directories() {
         assert!(std::path::Path::new(lower).is_dir(), "{lower}");
     }
     assert!(std::path::Path::new(c["LogPath"].as_str().unwrap()).is_file());
+    assert_eq!(
+        c["Mounts"],
+        serde_json::json!([
+            {"Type": "bind", "Source": host.display().to_string(), "Destination": "/data", "Mode": "ro", "RW": false, "Propagation": "rprivate"},
+            {"Type": "tmpfs", "Source": "", "Destination": "/scratch", "Mode": "", "RW": true, "Propagation": ""},
+        ])
+    );
+    // ps -s: what the container wrote, and with its image.
+    b.ok(&[
+        "exec",
+        "shape",
+        "sh",
+        "-c",
+        "head -c 5000 /bin/busybox > /tmp/blob",
+    ]);
+    let size = b.ok(&[
+        "ps",
+        "-s",
+        "--format",
+        "{{.Size}}",
+        "--filter",
+        "name=shape",
+    ]);
+    assert!(size.starts_with("5kB (virtual "), "{size}");
     // `inspect` finds containers before images; images still by name.
     assert_eq!(b.ok(&["inspect", "-f", "{{.Name}}", "shape"]), "/shape\n");
     assert!(b

@@ -30,6 +30,55 @@ const READONLY: &[&str] = &[
     "/proc/sysrq-trigger",
 ];
 
+/// The mounts every container gets; the others are the user's.
+const DEFAULT_MOUNTS: &[&str] = &[
+    "/proc",
+    "/dev",
+    "/dev/pts",
+    "/sys",
+    "/sys/fs/cgroup",
+    "/dev/mqueue",
+    "/dev/shm",
+    "/etc/hostname",
+    "/etc/hosts",
+    "/etc/resolv.conf",
+];
+
+/// docker's `Mounts`: the user's binds and tmpfs mounts.
+fn user_mounts(spec: &Value) -> Vec<Value> {
+    let none = Vec::new();
+    spec["mounts"]
+        .as_array()
+        .unwrap_or(&none)
+        .iter()
+        .filter(|m| {
+            m["destination"]
+                .as_str()
+                .is_some_and(|d| !DEFAULT_MOUNTS.contains(&d))
+        })
+        .map(|m| {
+            let options: Vec<&str> = m["options"]
+                .as_array()
+                .map(|o| o.iter().filter_map(Value::as_str).collect())
+                .unwrap_or_default();
+            let propagation = options
+                .iter()
+                .find(|o| o.contains("private") || o.contains("shared") || o.contains("slave"))
+                .copied()
+                .unwrap_or("");
+            let kind = m["type"].as_str().unwrap_or("bind");
+            json!({
+                "Type": kind,
+                "Source": if kind == "bind" { m["source"].clone() } else { json!("") },
+                "Destination": m["destination"],
+                "Mode": if options.contains(&"ro") { "ro" } else { "" },
+                "RW": !options.contains(&"ro"),
+                "Propagation": propagation,
+            })
+        })
+        .collect()
+}
+
 fn null_if_empty(v: &[String]) -> Value {
     if v.is_empty() {
         Value::Null
@@ -192,7 +241,7 @@ fn details(c: &Container, spec: &Value, image_dirs: &Option<berth_storage::Image
             },
             "Name": "overlay2",
         },
-        "Mounts": [],
+        "Mounts": user_mounts(spec),
         "Config": {
             "Hostname": spec["hostname"],
             "Domainname": "",

@@ -650,10 +650,32 @@ impl Engine {
         Ok(c.state.status.is_active())
     }
 
+    /// `ps -s`: the bytes a container wrote (its upper directory) and,
+    /// with its image's, its virtual size.
+    pub fn container_size(&self, c: &Container) -> Result<(u64, u64), EngineError> {
+        let written = dir_size(&c.dir.join("upper"));
+        let image = self.db.image(&c.image_id)?.map_or(0, |r| r.size);
+        Ok((written, written + image))
+    }
+
     /// The IDs of containers made from `image`.
     pub(crate) fn containers_using(&self, image: &Digest) -> Result<Vec<String>, EngineError> {
         self.db.containers_of_image(image)
     }
+}
+
+/// The bytes of the files under `path` (not following symlinks).
+fn dir_size(path: &Path) -> u64 {
+    let Ok(entries) = fs::read_dir(path) else {
+        return 0;
+    };
+    entries
+        .flatten()
+        .map(|e| match e.file_type() {
+            Ok(t) if t.is_dir() => dir_size(&e.path()),
+            _ => e.metadata().map_or(0, |m| m.len()),
+        })
+        .sum()
 }
 
 /// Whether `path` is a mount point (its device differs from its parent's).
