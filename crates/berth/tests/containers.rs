@@ -655,3 +655,75 @@ fn exec_top_pause_in_a_running_container() {
     let (_, err) = b.fail(&["exec", "box", "true"]);
     assert!(err.contains("No such container: box"), "{err}");
 }
+
+#[test]
+fn logs_follow_rotate_and_restart() {
+    let b = Berth::new();
+    b.import_busybox("busybox");
+    b.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "chatty",
+        "--log-opt",
+        "max-size=2k",
+        "--log-opt",
+        "max-file=2",
+        "busybox",
+        "sh",
+        "-c",
+        "i=0; while [ $i -lt 200 ]; do echo line-$i; i=$((i+1)); done; sleep 0.3; echo last",
+    ]);
+    // -f follows to the end of the container.
+    let out = b.ok(&["logs", "-f", "chatty"]);
+    assert!(out.ends_with("line-199\nlast\n"), "{out}");
+    let dir = b
+        .root()
+        .join("containers")
+        .join(b.ok(&["inspect", "-f", "{{.Id}}", "chatty"]).trim());
+    let logs: Vec<String> = list_dir(&dir)
+        .into_iter()
+        .filter(|n| n.contains("-json.log"))
+        .collect();
+    assert_eq!(logs.len(), 2, "max-file=2: {logs:?}");
+    for l in &logs {
+        assert!(
+            std::fs::metadata(dir.join(l)).unwrap().len() <= 2048,
+            "max-size=2k: {l}"
+        );
+    }
+    // What was rotated away is gone; what is kept is the tail, in order.
+    let lines: Vec<&str> = out.lines().collect();
+    assert!(lines.len() < 201);
+    assert_eq!(b.ok(&["logs", "--tail", "2", "chatty"]), "line-199\nlast\n");
+    let stamped = b.ok(&["logs", "-t", "--tail", "1", "chatty"]);
+    assert!(
+        stamped.starts_with("20") && stamped.ends_with("Z last\n"),
+        "{stamped}"
+    );
+    assert_eq!(
+        b.ok(&["logs", "--since", "1h", "--tail", "1", "chatty"]),
+        "last\n"
+    );
+    assert_eq!(
+        b.ok(&["logs", "--until", "2000-01-01T00:00:00Z", "chatty"]),
+        ""
+    );
+
+    // restart: stopped (if running) and started again on the same layer.
+    b.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "counter",
+        "busybox",
+        "sh",
+        "-c",
+        "echo run >> /tmp/n; wc -l < /tmp/n; exec sleep 300",
+    ]);
+    wait_for("the first run", || b.ok(&["logs", "counter"]) == "1\n");
+    assert_eq!(b.ok(&["restart", "-t", "0", "counter"]), "counter\n");
+    wait_for("the second run", || b.ok(&["logs", "counter"]) == "1\n2\n");
+    assert_eq!(state(&b, "counter")["Status"], "running");
+    b.ok(&["rm", "-f", "counter", "chatty"]);
+}
