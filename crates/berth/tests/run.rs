@@ -292,9 +292,11 @@ fn network_env_file_cpu_and_shm_flags() {
 }
 
 /// Runs `berth ARGS` on a terminal of its own (util-linux's `script`
-/// gives it one, set to `rows` x `cols`), typing `keys` after a moment.
+/// gives it one, set to 30 rows x 100 columns), types `keys` once the
+/// output shows `ready`, and returns the exit code and the output.
 fn on_a_terminal(b: &Berth, args: &str, keys: &[u8]) -> (Option<i32>, String) {
-    use std::io::Write;
+    use std::io::{Read, Write};
+    use std::sync::{Arc, Mutex};
     let berth = format!(
         "{} --root {} {args}",
         env!("CARGO_BIN_EXE_berth"),
@@ -311,18 +313,37 @@ fn on_a_terminal(b: &Berth, args: &str, keys: &[u8]) -> (Option<i32>, String) {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .expect("script (util-linux)");
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let mut stdout = child.stdout.take().unwrap();
+    let reader = {
+        let seen = seen.clone();
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = stdout.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                seen.lock().unwrap().extend_from_slice(&buf[..n]);
+            }
+        })
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !String::from_utf8_lossy(&seen.lock().unwrap()).contains("ready") {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the container never got ready"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
     let mut stdin = child.stdin.take().unwrap();
-    std::thread::sleep(std::time::Duration::from_millis(800));
     let _ = stdin.write_all(keys);
-    std::thread::sleep(std::time::Duration::from_millis(300));
+    let status = child.wait().unwrap();
     drop(stdin);
-    let out = child.wait_with_output().unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status.code(), text)
+    reader.join().unwrap();
+    let mut err = String::new();
+    let _ = child.stderr.take().unwrap().read_to_string(&mut err);
+    let text = format!("{}{err}", String::from_utf8_lossy(&seen.lock().unwrap()));
+    (status.code(), text)
 }
 
 #[test]
@@ -331,7 +352,7 @@ fn run_it_gives_the_container_a_terminal() {
     b.import_busybox("busybox");
     let (code, out) = on_a_terminal(
         &b,
-        "run --rm -it busybox sh -c 'tty; stty size; read x; echo got $x; exit 5'",
+        "run --rm -it busybox sh -c 'tty; stty size; echo ready; read x; echo got $x; exit 5'",
         b"hello\r",
     );
     assert_eq!(code, Some(5), "{out}");
@@ -342,7 +363,7 @@ fn run_it_gives_the_container_a_terminal() {
     // Ctrl-C is the container's SIGINT.
     let (code, out) = on_a_terminal(
         &b,
-        "run --rm -it busybox sh -c 'trap \"echo INT; exit 7\" INT; while true; do sleep 0.1; done'",
+        "run --rm -it busybox sh -c 'trap \"echo INT; exit 7\" INT; echo ready; while true; do sleep 0.1; done'",
         b"\x03",
     );
     assert_eq!(code, Some(7), "{out}");

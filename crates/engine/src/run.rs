@@ -295,6 +295,11 @@ impl Engine {
             },
             None => None,
         };
+        // The pty has the size of berth's terminal before the process
+        // runs a single instruction (its first `stty size` must see it).
+        if let (Some(m), Ok(size)) = (&master, rustix::termios::tcgetwinsize(std::io::stdin())) {
+            let _ = rustix::termios::tcsetwinsize(m, size);
+        }
         if let Err(e) = lifecycle::start(&state, &id) {
             let _ = lifecycle::delete(&state, &id, true);
             return Err(e.into());
