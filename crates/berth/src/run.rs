@@ -166,6 +166,9 @@ pub fn run(engine: &mut Engine, files: &Files, a: &RunArgs) -> Result<(), CliErr
 /// Prints a running container's output as it comes (stdout to stdout,
 /// stderr to stderr) until it exits; returns its exit code.
 pub fn follow_to_end(engine: &mut Engine, id: &str) -> Result<i32, CliError> {
+    // docker's --sig-proxy: SIGINT and SIGTERM sent to berth go to the
+    // container's process instead of ending berth.
+    let proxied = SignalProxy::new();
     let (_, entries, mut reader) = engine.container_logs(id)?;
     write_entries(&entries, false);
     loop {
@@ -174,9 +177,63 @@ pub fn follow_to_end(engine: &mut Engine, id: &str) -> Result<i32, CliError> {
         if !active {
             break;
         }
+        for signal in proxied.received() {
+            let _ = engine.kill_container(id, signal);
+        }
         std::thread::sleep(Duration::from_millis(20));
     }
     Ok(engine.wait_container(id)?)
+}
+
+/// Signals caught for the container: each through a self-pipe of its own.
+struct SignalProxy {
+    pipes: Vec<(
+        &'static str,
+        std::os::unix::net::UnixStream,
+        signal_hook::SigId,
+    )>,
+}
+
+impl SignalProxy {
+    fn new() -> Self {
+        let mut pipes = Vec::new();
+        for (name, signal) in [
+            ("SIGINT", signal_hook::consts::SIGINT),
+            ("SIGTERM", signal_hook::consts::SIGTERM),
+        ] {
+            let Ok((r, w)) = std::os::unix::net::UnixStream::pair() else {
+                continue;
+            };
+            if r.set_nonblocking(true).is_err() {
+                continue;
+            }
+            if let Ok(id) = signal_hook::low_level::pipe::register(signal, w) {
+                pipes.push((name, r, id));
+            }
+        }
+        SignalProxy { pipes }
+    }
+
+    /// The signals that arrived since the last call.
+    fn received(&self) -> Vec<&'static str> {
+        use std::io::Read;
+        let mut out = Vec::new();
+        for (name, r, _) in &self.pipes {
+            let mut buf = [0u8; 16];
+            if (&*r).read(&mut buf).is_ok_and(|n| n > 0) {
+                out.push(*name);
+            }
+        }
+        out
+    }
+}
+
+impl Drop for SignalProxy {
+    fn drop(&mut self) {
+        for (_, _, id) in self.pipes.drain(..) {
+            signal_hook::low_level::unregister(id);
+        }
+    }
 }
 
 /// Writes log entries to stdout or stderr by their stream.

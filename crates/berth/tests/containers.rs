@@ -727,3 +727,70 @@ fn logs_follow_rotate_and_restart() {
     assert_eq!(state(&b, "counter")["Status"], "running");
     b.ok(&["rm", "-f", "counter", "chatty"]);
 }
+
+#[test]
+fn an_oom_killed_container_says_so() {
+    let b = Berth::new();
+    b.import_busybox("busybox");
+    b.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "hungry",
+        "-m",
+        "16m",
+        "--memory-swap",
+        "16m",
+        "busybox",
+        "dd",
+        "if=/dev/zero",
+        "of=/dev/null",
+        "bs=64M",
+        "count=1",
+    ]);
+    assert_eq!(b.ok(&["wait", "hungry"]), "137\n");
+    assert_eq!(state(&b, "hungry")["OOMKilled"], true);
+    b.ok(&["run", "-d", "--name", "fed", "-m", "16m", "busybox", "true"]);
+    assert_eq!(b.ok(&["wait", "fed"]), "0\n");
+    assert_eq!(state(&b, "fed")["OOMKilled"], false);
+    b.ok(&["rm", "hungry", "fed"]);
+}
+
+#[test]
+fn the_foreground_run_passes_signals_to_the_container() {
+    let b = Berth::new();
+    b.import_busybox("busybox");
+    let child = b
+        .command(&[
+            "run",
+            "--name",
+            "proxied",
+            "busybox",
+            "sh",
+            "-c",
+            "trap 'echo got-term; exit 3' TERM; echo ready; while true; do sleep 0.1; done",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_for("the container to be ready", || {
+        b.run(&["logs", "proxied"]).stdout.starts_with(b"ready")
+    });
+    // SIGTERM to berth (our own child, by its PID) reaches the container.
+    let pid = child.id().to_string();
+    assert!(std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap()
+        .success());
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "ready\ngot-term\n");
+    b.ok(&["rm", "proxied"]);
+}

@@ -261,6 +261,7 @@ impl Monitor {
         state.status = Status::Running;
         state.pid = pid;
         state.error.clear();
+        state.oom_killed = false;
         state.started_at = crate::register::now();
         state.save(&self.dir)?;
         if let Some(r) = reporter {
@@ -273,6 +274,10 @@ impl Monitor {
         }
         pump_logs(log, out_r, err_r);
         let code = reap(pid);
+        // Asked before delete removes the cgroup: docker's OOMKilled.
+        state.oom_killed = berth_runtime::state::Container::load(&self.runtime_root(), &self.id)
+            .and_then(|c| c.cgroup())
+            .is_ok_and(|cg| cg.oom_kills() > 0);
         let _ = lifecycle::delete(&self.runtime_root(), &self.id, true);
         Ok(Ended::Exited(code))
     }

@@ -187,7 +187,8 @@ pub fn busybox_rootfs() -> Vec<u8> {
     b.dir("bin", 0o755);
     b.file("bin/busybox", &busybox, 0o755);
     for applet in [
-        "sh", "ls", "cat", "echo", "true", "sleep", "tty", "stty", "id",
+        "sh", "ls", "cat", "echo", "true", "sleep", "tty", "stty", "id", "mkdir", "mount",
+        "unshare", "grep", "head", "wc", "dd",
     ] {
         b.symlink(&format!("bin/{applet}"), "busybox");
     }

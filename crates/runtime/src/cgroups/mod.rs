@@ -276,6 +276,25 @@ impl Cgroup {
             .collect()
     }
 
+    /// How many processes the kernel's OOM killer has killed in this
+    /// cgroup (`oom_kill` of memory.events in v2, of memory.oom_control
+    /// in v1); 0 when the kernel does not say.
+    pub fn oom_kills(&self) -> u64 {
+        let file = match &self.layout {
+            Layout::V2 { root } => root.join(&self.path).join("memory.events"),
+            Layout::V1 { root } | Layout::Hybrid { root } => root
+                .join("memory")
+                .join(&self.path)
+                .join("memory.oom_control"),
+        };
+        fs::read_to_string(file)
+            .unwrap_or_default()
+            .lines()
+            .find_map(|l| l.strip_prefix("oom_kill "))
+            .and_then(|n| n.trim().parse().ok())
+            .unwrap_or(0)
+    }
+
     /// Removes the cgroup's directories (which must hold no process).
     /// Parents, even berth's own, are left alone.
     pub fn remove(&self) -> Result<(), CgroupError> {
