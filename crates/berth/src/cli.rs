@@ -92,6 +92,8 @@ pub enum Command {
     Rename(RenameArgs),
     /// Execute a command in a running container
     Exec(ExecArgs),
+    /// Attach local standard input, output, and error streams to a running container
+    Attach(AttachArgs),
     /// Display the running processes of a container
     Top(TopArgs),
     /// Pause all processes within one or more containers
@@ -135,6 +137,8 @@ pub enum ContainerCommand {
     Rename(RenameArgs),
     /// Execute a command in a running container
     Exec(ExecArgs),
+    /// Attach local standard input, output, and error streams to a running container
+    Attach(AttachArgs),
     /// Display the running processes of a container
     Top(TopArgs),
     /// Pause all processes within one or more containers
@@ -176,6 +180,12 @@ pub struct ExecArgs {
         value_name = "COMMAND"
     )]
     pub command: Vec<String>,
+}
+
+#[derive(Args)]
+pub struct AttachArgs {
+    #[arg(value_name = "CONTAINER")]
+    pub container: String,
 }
 
 #[derive(Args)]
@@ -566,7 +576,7 @@ pub struct RunArgs {
     /// Keep STDIN open even if not attached
     #[arg(short, long)]
     pub interactive: bool,
-    /// Allocate a pseudo-TTY (foreground `run --rm` only, for now)
+    /// Allocate a pseudo-TTY
     #[arg(short, long)]
     pub tty: bool,
     /// Give extended privileges to this container

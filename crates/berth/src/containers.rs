@@ -11,11 +11,11 @@ use berth_engine::{Container, Engine, EngineError, Status};
 use berth_image::reference::familiar;
 
 use crate::cli::{
-    ContainerPruneArgs, ContainersArgs, ExecArgs, KillArgs, LogsArgs, PsArgs, RenameArgs, RmArgs,
-    StartArgs, StopArgs, TopArgs,
+    AttachArgs, ContainerPruneArgs, ContainersArgs, ExecArgs, KillArgs, LogsArgs, PsArgs,
+    RenameArgs, RmArgs, StartArgs, StopArgs, TopArgs,
 };
 use crate::format::{created_at, human_duration, human_size, since, Format};
-use crate::run::{follow_to_end, write_entries};
+use crate::run::write_entries;
 use crate::CliError;
 
 /// Runs `f` on each named container; prints what it returns, or the
@@ -43,24 +43,22 @@ fn each(
 }
 
 pub fn start(engine: &mut Engine, a: &StartArgs) -> Result<(), CliError> {
-    if a.interactive {
-        return Err(CliError::Usage(
-            "-i/--interactive: berth cannot attach stdin to a container yet".to_string(),
-        ));
-    }
-    if a.attach {
+    if a.attach || a.interactive {
         let [name] = a.containers.as_slice() else {
             return Err(CliError::Usage(
                 "you cannot start and attach multiple containers at once".to_string(),
             ));
         };
         let c = engine.start_container(name)?;
-        let code = follow_to_end(engine, &c.id)?;
-        return Err(CliError::Exit(u8::try_from(code).unwrap_or(255)));
+        return crate::run::attach_to(engine, &c.id);
     }
     each(&a.containers, |n| {
         engine.start_container(n).map(|_| Some(n.to_string()))
     })
+}
+
+pub fn attach(engine: &mut Engine, a: &AttachArgs) -> Result<(), CliError> {
+    crate::run::attach_to(engine, &a.container)
 }
 
 pub fn stop(engine: &mut Engine, a: &StopArgs) -> Result<(), CliError> {

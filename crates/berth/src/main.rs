@@ -219,6 +219,9 @@ fn run(cli: Cli) -> Result<(), CliError> {
         Command::Exec(a) | Command::Container(ContainerCommand::Exec(a)) => {
             containers::exec(&mut engine, &a)
         }
+        Command::Attach(a) | Command::Container(ContainerCommand::Attach(a)) => {
+            containers::attach(&mut engine, &a)
+        }
         Command::Top(a) | Command::Container(ContainerCommand::Top(a)) => {
             containers::top(&mut engine, &a)
         }

@@ -19,14 +19,7 @@ const EXIT_BERTH_FAILED: u8 = 125;
 /// The flags as the engine takes them. As docker: `--env-file` first,
 /// then `-e`, the later winning.
 fn options(a: &RunArgs) -> Result<RunOptions, CliError> {
-    let foreground_rm = a.rm && !a.detach;
-    if a.tty && !foreground_rm {
-        return Err(CliError::Usage(
-            "-t/--tty: berth gives a terminal to foreground `run --rm` containers only, for now"
-                .to_string(),
-        ));
-    }
-    if a.tty && a.interactive && !std::io::stdin().is_terminal() {
+    if a.tty && a.interactive && !a.detach && !std::io::stdin().is_terminal() {
         return Err(CliError::Usage("the input device is not a TTY".to_string()));
     }
     if let Some(d) = a.log_driver.as_deref().filter(|d| *d != "json-file") {
@@ -158,9 +151,36 @@ pub fn run(engine: &mut Engine, files: &Files, a: &RunArgs) -> Result<(), CliErr
     }
     let id = engine.create_container(&opts).map_err(failed)?;
     engine.start_container(&id).map_err(failed)?;
+    if opts.tty {
+        return attach_to(engine, &id);
+    }
     // In the foreground: what the container prints, until it exits.
     let code = follow_to_end(engine, &id)?;
     Err(CliError::Exit(u8::try_from(code).unwrap_or(255)))
+}
+
+/// Attaches to a running container (its terminal, or its output); exits
+/// with its code, or 0 when the user detached.
+pub fn attach_to(engine: &mut Engine, name: &str) -> Result<(), CliError> {
+    let (c, tty) = engine.attach_target(name)?;
+    if !tty {
+        let code = follow_to_end(engine, &c.id)?;
+        return Err(CliError::Exit(u8::try_from(code).unwrap_or(255)));
+    }
+    match crate::terminal::attach(&c.dir).map_err(|source| CliError::Io {
+        path: c
+            .dir
+            .join(berth_engine::attach::SOCKET)
+            .display()
+            .to_string(),
+        source,
+    })? {
+        crate::terminal::Attached::Detached => Ok(()),
+        crate::terminal::Attached::Ended => {
+            let code = engine.wait_container(&c.id)?;
+            Err(CliError::Exit(u8::try_from(code).unwrap_or(255)))
+        }
+    }
 }
 
 /// Prints a running container's output as it comes (stdout to stdout,

@@ -98,3 +98,109 @@ pub fn relay(master: File, interactive: bool) {
     }
     drop(raw);
 }
+
+/// How an attachment ended.
+pub enum Attached {
+    /// The user typed the detach keys (Ctrl-P Ctrl-Q): the container runs on.
+    Detached,
+    /// The container's terminal closed: its process ended.
+    Ended,
+}
+
+const CTRL_P: u8 = 0x10;
+const CTRL_Q: u8 = 0x11;
+
+/// Attaches the user's terminal to a running container's, through its
+/// monitor's socket in `dir`.
+pub fn attach(dir: &std::path::Path) -> io::Result<Attached> {
+    use berth_engine::attach::{frame, resize_frame, KEYS, SOCKET};
+    // The socket's full path may be too long for an address: go there.
+    std::env::set_current_dir(dir)?;
+    let mut sock = UnixStream::connect(SOCKET)?;
+    let raw = RawMode::enter();
+    let send_size = |sock: &mut UnixStream| {
+        if let Ok(ws) = tcgetwinsize(io::stdin()) {
+            let _ = sock.write_all(&resize_frame(ws.ws_row, ws.ws_col));
+        }
+    };
+    send_size(&mut sock);
+    let winch = UnixStream::pair().ok().and_then(|(r, w)| {
+        signal_hook::low_level::pipe::register(signal_hook::consts::SIGWINCH, w)
+            .ok()
+            .map(|id| (r, id))
+    });
+    let stdin = io::stdin();
+    let mut stdin_open = true;
+    let mut out = io::stdout();
+    let mut buf = [0u8; 16 * 1024];
+    let mut held_ctrl_p = false;
+    let ended = loop {
+        let mut fds = vec![PollFd::new(&sock, PollFlags::IN)];
+        if let Some((r, _)) = &winch {
+            fds.push(PollFd::new(r, PollFlags::IN));
+        }
+        if stdin_open {
+            fds.push(PollFd::new(&stdin, PollFlags::IN));
+        }
+        if poll(&mut fds, None).is_err() {
+            continue;
+        }
+        let ready: Vec<bool> = fds.iter().map(|f| !f.revents().is_empty()).collect();
+        drop(fds);
+        if ready[0] {
+            match (&sock).read(&mut buf) {
+                Ok(0) | Err(_) => break Attached::Ended,
+                Ok(n) => {
+                    let _ = out.write_all(&buf[..n]);
+                    let _ = out.flush();
+                }
+            }
+        }
+        if let (Some((r, _)), true) = (&winch, ready.get(1).copied().unwrap_or(false)) {
+            let mut drain = [0u8; 64];
+            let _ = (&*r).read(&mut drain);
+            send_size(&mut sock);
+        }
+        if stdin_open && *ready.last().unwrap_or(&false) {
+            let n = match stdin.lock().read(&mut buf) {
+                Ok(0) | Err(_) => {
+                    stdin_open = false;
+                    continue;
+                }
+                Ok(n) => n,
+            };
+            // docker's detach keys: Ctrl-P held back until the next key
+            // says whether it was one.
+            let mut keys = Vec::with_capacity(n + 1);
+            let mut detach = false;
+            for &b in &buf[..n] {
+                match (held_ctrl_p, b) {
+                    (true, CTRL_Q) => {
+                        detach = true;
+                        break;
+                    }
+                    (true, _) => {
+                        keys.push(CTRL_P);
+                        held_ctrl_p = b == CTRL_P;
+                        if b != CTRL_P {
+                            keys.push(b);
+                        }
+                    }
+                    (false, CTRL_P) => held_ctrl_p = true,
+                    (false, _) => keys.push(b),
+                }
+            }
+            if !keys.is_empty() && sock.write_all(&frame(KEYS, &keys)).is_err() {
+                break Attached::Ended;
+            }
+            if detach {
+                break Attached::Detached;
+            }
+        }
+    };
+    if let Some((_, id)) = winch {
+        signal_hook::low_level::unregister(id);
+    }
+    drop(raw);
+    Ok(ended)
+}

@@ -483,3 +483,57 @@ fn seccomp_profiles_and_privileged() {
     assert!(err.contains("/no/such.json"), "{err}");
     assert_nothing_left(&b);
 }
+
+#[test]
+fn attach_to_a_detached_terminal_and_detach_again() {
+    let b = Berth::new();
+    b.import_busybox("busybox");
+    // -dit: the monitor holds the terminal; "ready" until a line is read.
+    b.ok(&[
+        "run",
+        "-dit",
+        "--name",
+        "shell",
+        "busybox",
+        "sh",
+        "-c",
+        "stty size; while ! read -t 0.1 x; do echo ready; done; echo got $x; stty size; exit 6",
+    ]);
+    let (code, out) = on_a_terminal(&b, "attach shell", b"hello\r");
+    assert_eq!(code, Some(6), "{out}");
+    assert!(out.contains("got hello"), "{out}");
+    assert!(
+        out.contains("30 100"),
+        "the attached terminal's size: {out}"
+    );
+    assert_eq!(
+        b.ok(&[
+            "inspect",
+            "-f",
+            "{{.State.Status}} {{.State.ExitCode}}",
+            "shell"
+        ]),
+        "exited 6\n"
+    );
+    assert!(b.ok(&["logs", "shell"]).contains("got hello"));
+
+    // Ctrl-P Ctrl-Q: berth returns, the container runs on.
+    b.ok(&[
+        "run",
+        "-dit",
+        "--name",
+        "stays",
+        "busybox",
+        "sh",
+        "-c",
+        "while true; do echo ready; sleep 0.1; done",
+    ]);
+    let (code, _) = on_a_terminal(&b, "attach stays", b"\x10\x11");
+    assert_eq!(code, Some(0));
+    assert_eq!(
+        b.ok(&["inspect", "-f", "{{.State.Status}}", "stays"]),
+        "running\n"
+    );
+    b.ok(&["rm", "-f", "stays", "shell"]);
+    assert_nothing_left(&b);
+}

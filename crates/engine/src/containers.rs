@@ -644,6 +644,17 @@ impl Engine {
         Ok((c, entries, reader))
     }
 
+    /// A running container to attach to, and whether it has a terminal
+    /// (served by its monitor) or only output (followed in its log).
+    pub fn attach_target(&mut self, name: &str) -> Result<(Container, bool), EngineError> {
+        let c = self.container(name)?;
+        if !c.state.status.is_active() {
+            return Err(EngineError::NotRunning(c.name));
+        }
+        let tty = c.spec()?["process"]["terminal"] == true;
+        Ok((c, tty))
+    }
+
     /// Whether a container is still running (for `logs -f`, `attach`).
     pub fn container_active(&mut self, id: &str) -> Result<bool, EngineError> {
         let c = self.container(id)?;

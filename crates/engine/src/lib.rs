@@ -10,6 +10,7 @@
 #![recursion_limit = "256"]
 
 mod archive;
+pub mod attach;
 mod changes;
 mod container_inspect;
 mod containers;

@@ -15,6 +15,7 @@
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read};
 use std::os::fd::OwnedFd;
+use std::os::unix::net::UnixListener;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
@@ -168,10 +169,28 @@ impl Monitor {
         // Recorded at once: a listing must not take this container, made
         // but not started yet, for one nobody looks after.
         state.save(&self.dir)?;
+        // A container with a terminal is served to `attach` on a socket in
+        // its directory, for as long as the monitor lives.
+        let attach = if self.has_terminal() {
+            std::env::set_current_dir(&self.dir)
+                .and_then(|()| crate::attach::bind_here())
+                .map(Some)
+                .map_err(|source| EngineError::Io {
+                    path: self.dir.join(crate::attach::SOCKET),
+                    source,
+                })?
+        } else {
+            None
+        };
         let mut first = true;
         let mut delay = Duration::from_millis(100);
         loop {
-            let ended = self.run_once(&mut state, &mut log, first.then_some(&mut *reporter))?;
+            let ended = self.run_once(
+                &mut state,
+                &mut log,
+                attach.as_ref(),
+                first.then_some(&mut *reporter),
+            )?;
             first = false;
             let code = match ended {
                 Ended::Exited(code) => code,
@@ -203,12 +222,41 @@ impl Monitor {
     }
 
     /// Creates, starts and watches the container's process once.
+    /// Whether the container's process has a terminal (`-t`).
+    fn has_terminal(&self) -> bool {
+        fs::read(self.dir.join("config.json"))
+            .ok()
+            .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+            .is_some_and(|spec| spec["process"]["terminal"] == true)
+    }
+
     fn run_once(
         &self,
         state: &mut RunState,
         log: &mut LogWriter,
+        attach: Option<&UnixListener>,
         reporter: Option<&mut File>,
     ) -> Result<Ended, Stop> {
+        // With a terminal, the runtime hands over the pty's master through
+        // a console socket (in a short temp dir: socket paths are short).
+        let console = match attach {
+            Some(_) => {
+                let dir = tempfile::Builder::new()
+                    .prefix("berth-tty-")
+                    .tempdir()
+                    .map_err(|source| EngineError::Io {
+                        path: std::env::temp_dir(),
+                        source,
+                    })?;
+                let path = dir.path().join("s");
+                let listener = UnixListener::bind(&path).map_err(|source| EngineError::Io {
+                    path: path.clone(),
+                    source,
+                })?;
+                Some((dir, path, listener))
+            }
+            None => None,
+        };
         let pipe = || {
             rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC).map_err(|e| EngineError::Io {
                 path: "pipe".into(),
@@ -227,6 +275,7 @@ impl Monitor {
                 &self.dir,
                 &CreateOptions {
                     die_with_parent: true,
+                    console_socket: console.as_ref().map(|(_, path, _)| path.clone()),
                     ..CreateOptions::default()
                 },
             );
@@ -236,6 +285,15 @@ impl Monitor {
             }
             drop((out_w, err_w));
             created
+        };
+        let master = match (&created, &console) {
+            (Ok(_), Some((_, path, listener))) => Some(crate::run::receive_pty(listener).map_err(
+                |source| EngineError::Io {
+                    path: path.clone(),
+                    source,
+                },
+            )?),
+            _ => None,
         };
         let mut reporter = reporter;
         if let (Ok(c), Some(r), true) = (&created, reporter.as_mut(), self.handshake) {
@@ -272,7 +330,13 @@ impl Monitor {
         if let Err(e) = berth_sys::release_file_pages() {
             tracing::debug!(error = %e, "cannot release the monitor's file pages");
         }
-        pump_logs(log, out_r, err_r);
+        match (&master, attach) {
+            (Some(m), Some(listener)) => {
+                drop((out_r, err_r));
+                crate::attach::serve_terminal(log, m, listener);
+            }
+            _ => pump_logs(log, out_r, err_r),
+        }
         let code = reap(pid);
         // Asked before delete removes the cgroup: docker's OOMKilled.
         state.oom_killed = berth_runtime::state::Container::load(&self.runtime_root(), &self.id)

@@ -136,7 +136,9 @@ pub(crate) fn with_null_stdin<T>(f: impl FnOnce() -> T) -> T {
 
 /// Accepts the runtime's connection on the console socket and receives
 /// the pty master (runc's protocol: one SCM_RIGHTS message).
-fn receive_pty(listener: &std::os::unix::net::UnixListener) -> std::io::Result<fs::File> {
+pub(crate) fn receive_pty(
+    listener: &std::os::unix::net::UnixListener,
+) -> std::io::Result<fs::File> {
     use rustix::net::{recvmsg, RecvAncillaryBuffer, RecvAncillaryMessage, RecvFlags};
     use std::mem::MaybeUninit;
     let (stream, _) = listener.accept()?;
