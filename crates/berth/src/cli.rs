@@ -159,7 +159,7 @@ pub struct ExecArgs {
     /// Keep STDIN open even if not attached
     #[arg(short, long)]
     pub interactive: bool,
-    /// Allocate a pseudo-TTY (not supported by exec yet)
+    /// Allocate a pseudo-TTY
     #[arg(short, long)]
     pub tty: bool,
     /// Set environment variables

@@ -1,7 +1,7 @@
 //! ps, start, stop, restart, kill, rm, logs, wait, rename, container
 //! prune and container inspect, printed as docker prints them.
 
-use std::io::{self, BufRead, Write};
+use std::io::{self, BufRead, IsTerminal, Write};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -99,10 +99,8 @@ pub fn wait(engine: &mut Engine, a: &ContainersArgs) -> Result<(), CliError> {
 }
 
 pub fn exec(engine: &mut Engine, a: &ExecArgs) -> Result<(), CliError> {
-    if a.tty {
-        return Err(CliError::Usage(
-            "-t/--tty: berth cannot give an exec'd process a terminal yet".to_string(),
-        ));
+    if a.tty && a.interactive && !a.detach && !std::io::stdin().is_terminal() {
+        return Err(CliError::Usage("the input device is not a TTY".to_string()));
     }
     let opts = berth_engine::ExecOptions {
         command: a.command.clone(),
@@ -111,8 +109,12 @@ pub fn exec(engine: &mut Engine, a: &ExecArgs) -> Result<(), CliError> {
         user: a.user.clone(),
         detach: a.detach,
         interactive: a.interactive,
+        tty: a.tty,
     };
-    match engine.exec_in_container(&a.container, &opts) {
+    let mut relay = |master| crate::terminal::relay(master, a.interactive);
+    let terminal: Option<&mut dyn FnMut(std::fs::File)> =
+        if a.tty { Some(&mut relay) } else { None };
+    match engine.exec_in_container(&a.container, &opts, terminal) {
         Ok(code) => Err(CliError::Exit(u8::try_from(code).unwrap_or(255))),
         Err(e) => {
             // docker's codes: 126 cannot run, 127 not found, else 125... as

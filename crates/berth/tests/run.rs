@@ -537,3 +537,21 @@ fn attach_to_a_detached_terminal_and_detach_again() {
     b.ok(&["rm", "-f", "stays", "shell"]);
     assert_nothing_left(&b);
 }
+
+#[test]
+fn exec_it_gives_the_process_a_terminal() {
+    let b = Berth::new();
+    b.import_busybox("busybox");
+    b.ok(&["run", "-d", "--name", "box", "busybox", "sleep", "300"]);
+    let (code, out) = on_a_terminal(
+        &b,
+        "exec -it box sh -c 'tty; stty size; echo ready; read x; echo got $x; exit 9'",
+        b"hi\r",
+    );
+    assert_eq!(code, Some(9), "{out}");
+    assert!(out.contains("/dev/pts/"), "{out}");
+    assert!(out.contains("30 100"), "{out}");
+    assert!(out.contains("got hi"), "{out}");
+    b.ok(&["rm", "-f", "box"]);
+    assert_nothing_left(&b);
+}

@@ -750,6 +750,8 @@ pub struct ExecOptions {
     pub user: Option<String>,
     pub detach: bool,
     pub interactive: bool,
+    /// `-t`: the process gets a terminal, handed to the caller's relay.
+    pub tty: bool,
 }
 
 impl Engine {
@@ -760,6 +762,7 @@ impl Engine {
         &mut self,
         name: &str,
         opts: &ExecOptions,
+        terminal: Option<&mut dyn FnMut(fs::File)>,
     ) -> Result<i32, EngineError> {
         let c = self.container(name)?;
         if c.state.status != Status::Running {
@@ -772,25 +775,37 @@ impl Engine {
             .as_deref()
             .map(|u| crate::spec::resolve_user(&c.dir.join("merged"), u))
             .transpose()?;
-        let process = berth_runtime::exec::process_from_bundle(
+        let mut process = berth_runtime::exec::process_from_bundle(
             &rc,
             opts.command.clone(),
             &opts.env,
             opts.workdir.as_deref().map(Path::new),
             user,
         )?;
+        let console = match (opts.tty && !opts.detach, &terminal) {
+            (true, Some(_)) => Some(crate::run::ConsoleSocket::new()?),
+            _ => None,
+        };
+        process.terminal = console.is_some();
         let exec = berth_runtime::exec::ExecOptions {
             process,
             detach: opts.detach,
             pid_file: None,
-            console_socket: None,
+            console_socket: console.as_ref().map(|c| c.path.clone()),
         };
-        let run = || berth_runtime::exec::exec(&runtime, &c.id, &exec);
-        let code = if opts.interactive && !opts.detach {
-            run()
+        let spawn = || berth_runtime::exec::spawn(&runtime, &c.id, &exec);
+        let spawned = if opts.interactive && !opts.detach {
+            spawn()
         } else {
-            crate::run::with_null_stdin(run)
+            crate::run::with_null_stdin(spawn)
         }?;
-        Ok(code)
+        if let (Some(console), Some(relay)) = (&console, terminal) {
+            let master = console.receive()?;
+            if let Ok(size) = rustix::termios::tcgetwinsize(std::io::stdin()) {
+                let _ = rustix::termios::tcsetwinsize(&master, size);
+            }
+            relay(master);
+        }
+        Ok(spawned.wait()?)
     }
 }

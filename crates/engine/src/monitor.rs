@@ -238,23 +238,9 @@ impl Monitor {
         reporter: Option<&mut File>,
     ) -> Result<Ended, Stop> {
         // With a terminal, the runtime hands over the pty's master through
-        // a console socket (in a short temp dir: socket paths are short).
+        // a console socket.
         let console = match attach {
-            Some(_) => {
-                let dir = tempfile::Builder::new()
-                    .prefix("berth-tty-")
-                    .tempdir()
-                    .map_err(|source| EngineError::Io {
-                        path: std::env::temp_dir(),
-                        source,
-                    })?;
-                let path = dir.path().join("s");
-                let listener = UnixListener::bind(&path).map_err(|source| EngineError::Io {
-                    path: path.clone(),
-                    source,
-                })?;
-                Some((dir, path, listener))
-            }
+            Some(_) => Some(crate::run::ConsoleSocket::new()?),
             None => None,
         };
         let pipe = || {
@@ -275,7 +261,7 @@ impl Monitor {
                 &self.dir,
                 &CreateOptions {
                     die_with_parent: true,
-                    console_socket: console.as_ref().map(|(_, path, _)| path.clone()),
+                    console_socket: console.as_ref().map(|c| c.path.clone()),
                     ..CreateOptions::default()
                 },
             );
@@ -287,12 +273,7 @@ impl Monitor {
             created
         };
         let master = match (&created, &console) {
-            (Ok(_), Some((_, path, listener))) => Some(crate::run::receive_pty(listener).map_err(
-                |source| EngineError::Io {
-                    path: path.clone(),
-                    source,
-                },
-            )?),
+            (Ok(_), Some(c)) => Some(c.receive()?),
             _ => None,
         };
         let mut reporter = reporter;

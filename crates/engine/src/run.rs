@@ -134,11 +134,38 @@ pub(crate) fn with_null_stdin<T>(f: impl FnOnce() -> T) -> T {
     out
 }
 
+/// The socket the runtime sends a pty's master over, in a short temp dir:
+/// a socket path must fit in 108 bytes, and the store's may not.
+pub(crate) struct ConsoleSocket {
+    _dir: tempfile::TempDir,
+    pub path: PathBuf,
+    listener: std::os::unix::net::UnixListener,
+}
+
+impl ConsoleSocket {
+    pub fn new() -> Result<Self, EngineError> {
+        let dir = tempfile::Builder::new()
+            .prefix("berth-tty-")
+            .tempdir()
+            .map_err(io_err(&std::env::temp_dir()))?;
+        let path = dir.path().join("s");
+        let listener = std::os::unix::net::UnixListener::bind(&path).map_err(io_err(&path))?;
+        Ok(ConsoleSocket {
+            _dir: dir,
+            path,
+            listener,
+        })
+    }
+
+    /// The master the runtime sent.
+    pub fn receive(&self) -> Result<fs::File, EngineError> {
+        receive_pty(&self.listener).map_err(io_err(&self.path))
+    }
+}
+
 /// Accepts the runtime's connection on the console socket and receives
 /// the pty master (runc's protocol: one SCM_RIGHTS message).
-pub(crate) fn receive_pty(
-    listener: &std::os::unix::net::UnixListener,
-) -> std::io::Result<fs::File> {
+fn receive_pty(listener: &std::os::unix::net::UnixListener) -> std::io::Result<fs::File> {
     use rustix::net::{recvmsg, RecvAncillaryBuffer, RecvAncillaryMessage, RecvFlags};
     use std::mem::MaybeUninit;
     let (stream, _) = listener.accept()?;
@@ -263,20 +290,11 @@ impl Engine {
         // The runtime sends the pty master over a unix socket, whose path
         // must fit in 108 bytes (the store's may not): a short temp dir.
         let console = match (opts.tty, &terminal) {
-            (true, Some(_)) => {
-                let dir = tempfile::Builder::new()
-                    .prefix("berth-tty-")
-                    .tempdir()
-                    .map_err(io_err(&std::env::temp_dir()))?;
-                let path = dir.path().join("s");
-                let listener =
-                    std::os::unix::net::UnixListener::bind(&path).map_err(io_err(&path))?;
-                Some((dir, path, listener))
-            }
+            (true, Some(_)) => Some(ConsoleSocket::new()?),
             _ => None,
         };
         let create_opts = CreateOptions {
-            console_socket: console.as_ref().map(|(_, path, _)| path.clone()),
+            console_socket: console.as_ref().map(|c| c.path.clone()),
             ..CreateOptions::default()
         };
         // Without -i the process reads /dev/null, as docker's does.
@@ -288,11 +306,11 @@ impl Engine {
             })
         }?;
         let master = match &console {
-            Some((_, path, listener)) => match receive_pty(listener) {
+            Some(c) => match c.receive() {
                 Ok(m) => Some(m),
                 Err(e) => {
                     let _ = lifecycle::delete(&state, &id, true);
-                    return Err(io_err(path)(e));
+                    return Err(e);
                 }
             },
             None => None,

@@ -74,6 +74,37 @@ pub fn process_from_bundle(
 /// Runs the process in container `id`; returns its exit code (0 at once
 /// with `detach`).
 pub fn exec(root: &Path, id: &str, opts: &ExecOptions) -> Result<i32, RuntimeError> {
+    spawn(root, id, opts)?.wait()
+}
+
+/// A process `spawn` started: its joiner, whose exit status is the
+/// process's.
+pub struct Spawned {
+    joiner: Pid,
+}
+
+impl Spawned {
+    /// Waits for the process; its exit code as a shell reports it.
+    pub fn wait(self) -> Result<i32, RuntimeError> {
+        let raw = self.joiner.as_raw_nonzero().get();
+        let status = loop {
+            match rustix::process::waitpid(Some(self.joiner), WaitOptions::empty()) {
+                Ok(Some((_, s))) => break s,
+                Err(rustix::io::Errno::INTR) | Ok(None) => continue,
+                Err(e) => return Err(io("waiting for", format!("pid {raw}"))(e.into())),
+            }
+        };
+        Ok(status
+            .exit_status()
+            .or_else(|| status.terminating_signal().map(|s| 128 + s))
+            .unwrap_or(1))
+    }
+}
+
+/// Starts the process in container `id` and returns once it runs (with a
+/// terminal, its pty master has gone to the console socket by then): the
+/// caller relays, then waits.
+pub fn spawn(root: &Path, id: &str, opts: &ExecOptions) -> Result<Spawned, RuntimeError> {
     let c = Container::load(root, id)?;
     let status = c.status();
     if status != Status::Running {
@@ -168,17 +199,7 @@ pub fn exec(root: &Path, id: &str, opts: &ExecOptions) -> Result<i32, RuntimeErr
             if let (Some(path), Some(p)) = (&opts.pid_file, started) {
                 std::fs::write(path, p.to_string()).map_err(io("writing", path))?;
             }
-            let status = loop {
-                match rustix::process::waitpid(Some(pid), WaitOptions::empty()) {
-                    Ok(Some((_, s))) => break s,
-                    Err(rustix::io::Errno::INTR) | Ok(None) => continue,
-                    Err(e) => return Err(io("waiting for", format!("pid {child}"))(e.into())),
-                }
-            };
-            Ok(status
-                .exit_status()
-                .or_else(|| status.terminating_signal().map(|s| 128 + s))
-                .unwrap_or(1))
+            Ok(Spawned { joiner: pid })
         }
     }
 }
