@@ -119,31 +119,36 @@ impl Db {
         let mut conn = Connection::open(path)?;
         // Concurrent commands wait for each other rather than fail.
         conn.busy_timeout(Duration::from_secs(60))?;
-        conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "NORMAL")?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
-        // Most opens only read: no write transaction unless the schema
-        // needs one (a full disk must not stop `ps` or `rm`).
+        // Most opens only read: no write unless the schema needs one (a
+        // full disk must not stop `ps` or `rm`).
         let current: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
         if current == SCHEMA_VERSION {
             return Ok(Db { conn });
         }
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let version: i64 = tx.query_row("PRAGMA user_version", [], |r| r.get(0))?;
-        if version == 0 {
-            tx.execute_batch(SCHEMA)?;
+        // Two commands making a new store at once: switching to WAL and
+        // creating the schema can answer "busy" at once rather than wait
+        // (SQLite does not wait where waiting could deadlock): try again.
+        let mut attempt = 0;
+        loop {
+            match migrate(&mut conn) {
+                Err(rusqlite::Error::SqliteFailure(e, _))
+                    if attempt < 200
+                        && matches!(
+                            e.code,
+                            rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked
+                        ) =>
+                {
+                    attempt += 1;
+                    std::thread::sleep(Duration::from_millis(25));
+                }
+                other => {
+                    other?;
+                    return Ok(Db { conn });
+                }
+            }
         }
-        if version < 2 {
-            tx.execute_batch(SCHEMA_V2)?;
-        }
-        if version < 3 {
-            tx.execute_batch(SCHEMA_V3)?;
-        }
-        if version < SCHEMA_VERSION {
-            tx.pragma_update(None, "user_version", SCHEMA_VERSION)?;
-        }
-        tx.commit()?;
-        Ok(Db { conn })
     }
 
     pub fn layer_size(&self, chain: &Digest) -> Result<Option<u64>, EngineError> {
@@ -404,6 +409,27 @@ fn set_tag(conn: &Connection, name: &str, id: &Digest, now: &str) -> Result<(), 
         params![name, id.to_string(), now],
     )?;
     Ok(())
+}
+
+/// Makes the store's database WAL and brings its schema to this version,
+/// in one transaction.
+fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let version: i64 = tx.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    if version == 0 {
+        tx.execute_batch(SCHEMA)?;
+    }
+    if version < 2 {
+        tx.execute_batch(SCHEMA_V2)?;
+    }
+    if version < 3 {
+        tx.execute_batch(SCHEMA_V3)?;
+    }
+    if version < SCHEMA_VERSION {
+        tx.pragma_update(None, "user_version", SCHEMA_VERSION)?;
+    }
+    tx.commit()
 }
 
 /// A container row.
