@@ -1,7 +1,7 @@
 //! ps, start, stop, restart, kill, rm, logs, wait, rename, container
 //! prune and container inspect, printed as docker prints them.
 
-use std::io::{self, BufRead, IsTerminal, Write};
+use std::io::IsTerminal;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -16,31 +16,7 @@ use crate::cli::{
 };
 use crate::format::{created_at, human_duration, human_size, since, Format};
 use crate::run::write_entries;
-use crate::CliError;
-
-/// Runs `f` on each named container; prints what it returns, or the
-/// error, and goes on, as docker does; exit 1 if any failed.
-fn each(
-    names: &[String],
-    mut f: impl FnMut(&str) -> Result<Option<String>, EngineError>,
-) -> Result<(), CliError> {
-    let mut failed = false;
-    for name in names {
-        match f(name) {
-            Ok(Some(line)) => println!("{line}"),
-            Ok(None) => {}
-            Err(e) => {
-                eprintln!("Error: {e}");
-                failed = true;
-            }
-        }
-    }
-    if failed {
-        Err(CliError::Reported)
-    } else {
-        Ok(())
-    }
-}
+use crate::{confirm, each, CliError};
 
 pub fn start(engine: &mut Engine, a: &StartArgs) -> Result<(), CliError> {
     if a.attach || a.interactive {
@@ -193,14 +169,8 @@ pub fn rename(engine: &mut Engine, a: &RenameArgs) -> Result<(), CliError> {
 }
 
 pub fn prune(engine: &mut Engine, a: &ContainerPruneArgs) -> Result<(), CliError> {
-    if !a.force {
-        print!("WARNING! This will remove all stopped containers.\nAre you sure you want to continue? [y/N] ");
-        let _ = io::stdout().flush();
-        let mut answer = String::new();
-        let _ = io::stdin().lock().read_line(&mut answer);
-        if !matches!(answer.trim(), "y" | "Y" | "yes") {
-            return Ok(());
-        }
+    if !a.force && !confirm("WARNING! This will remove all stopped containers.") {
+        return Ok(());
     }
     let removed = engine.prune_containers()?;
     if !removed.is_empty() {

@@ -1,7 +1,5 @@
 //! images, image inspect, history, rmi, image prune.
 
-use std::io::{self, BufRead, Write};
-
 use serde::Serialize;
 
 use berth_engine::{Engine, EngineError, ImageFilter, Removed};
@@ -10,7 +8,7 @@ use berth_image::Digest;
 
 use crate::cli::{HistoryArgs, ImagesArgs, PruneArgs, RmiArgs};
 use crate::format::{created_at, human_size, since, write_inspect, Format};
-use crate::CliError;
+use crate::{confirm, each, CliError};
 
 /// One row of `images`, with docker's field names.
 #[derive(Serialize)]
@@ -261,38 +259,21 @@ fn print_removed(removed: &[Removed], lower: bool) {
 }
 
 pub fn remove(engine: &mut Engine, a: &RmiArgs) -> Result<(), CliError> {
-    // As docker: every name is tried; the failures are reported at the end.
-    let mut failed = false;
-    for name in &a.images {
-        match engine.remove_images(std::slice::from_ref(name), a.force) {
-            Ok(removed) => print_removed(&removed, false),
-            Err(e) => {
-                eprintln!("Error: {e}");
-                failed = true;
-            }
-        }
-    }
-    if failed {
-        Err(CliError::Reported)
-    } else {
-        Ok(())
-    }
+    each(&a.images, |name| {
+        let removed = engine.remove_images(std::slice::from_ref(&name.to_string()), a.force)?;
+        print_removed(&removed, false);
+        Ok(None)
+    })
 }
 
 pub fn prune(engine: &mut Engine, a: &PruneArgs) -> Result<(), CliError> {
-    if !a.force {
-        let warning = if a.all {
-            "WARNING! This will remove all images without at least one container associated to them."
-        } else {
-            "WARNING! This will remove all dangling images."
-        };
-        print!("{warning}\nAre you sure you want to continue? [y/N] ");
-        io::stdout().flush().ok();
-        let mut answer = String::new();
-        io::stdin().lock().read_line(&mut answer).ok();
-        if !matches!(answer.trim(), "y" | "Y" | "yes") {
-            return Ok(());
-        }
+    let warning = if a.all {
+        "WARNING! This will remove all images without at least one container associated to them."
+    } else {
+        "WARNING! This will remove all dangling images."
+    };
+    if !a.force && !confirm(warning) {
+        return Ok(());
     }
     let report = engine.prune_images(a.all)?;
     if !report.removed.is_empty() {

@@ -8,6 +8,7 @@ mod images;
 mod info;
 mod registry;
 mod run;
+mod signals;
 mod terminal;
 mod transfer;
 
@@ -71,6 +72,41 @@ fn main() -> ExitCode {
             })
         }
     }
+}
+
+/// Runs `f` on each name, as docker's commands that take several: each is
+/// tried, what it returns printed, an error reported and the next one
+/// tried; exit 1 if any failed.
+pub(crate) fn each(
+    names: &[String],
+    mut f: impl FnMut(&str) -> Result<Option<String>, EngineError>,
+) -> Result<(), CliError> {
+    let mut failed = false;
+    for name in names {
+        match f(name) {
+            Ok(Some(line)) => println!("{line}"),
+            Ok(None) => {}
+            Err(e) => {
+                eprintln!("Error: {e}");
+                failed = true;
+            }
+        }
+    }
+    if failed {
+        Err(CliError::Reported)
+    } else {
+        Ok(())
+    }
+}
+
+/// Docker's prune prompt: the warning, then `[y/N]`.
+pub(crate) fn confirm(warning: &str) -> bool {
+    use std::io::{BufRead, Write};
+    print!("{warning}\nAre you sure you want to continue? [y/N] ");
+    let _ = std::io::stdout().flush();
+    let mut answer = String::new();
+    let _ = std::io::stdin().lock().read_line(&mut answer);
+    matches!(answer.trim(), "y" | "Y" | "yes")
 }
 
 /// SQLite reports a full disk as "disk I/O error" (it cannot grow its

@@ -12,6 +12,7 @@ use berth_image::ImageRef;
 
 use crate::cli::RunArgs;
 use crate::registry::Files;
+use crate::signals::SignalPipe;
 use crate::CliError;
 
 const EXIT_BERTH_FAILED: u8 = 125;
@@ -205,54 +206,30 @@ pub fn follow_to_end(engine: &mut Engine, id: &str) -> Result<i32, CliError> {
     Ok(engine.wait_container(id)?)
 }
 
-/// Signals caught for the container: each through a self-pipe of its own.
+/// SIGINT and SIGTERM caught for the container.
 struct SignalProxy {
-    pipes: Vec<(
-        &'static str,
-        std::os::unix::net::UnixStream,
-        signal_hook::SigId,
-    )>,
+    pipes: Vec<(&'static str, SignalPipe)>,
 }
 
 impl SignalProxy {
     fn new() -> Self {
-        let mut pipes = Vec::new();
-        for (name, signal) in [
+        let pipes = [
             ("SIGINT", signal_hook::consts::SIGINT),
             ("SIGTERM", signal_hook::consts::SIGTERM),
-        ] {
-            let Ok((r, w)) = std::os::unix::net::UnixStream::pair() else {
-                continue;
-            };
-            if r.set_nonblocking(true).is_err() {
-                continue;
-            }
-            if let Ok(id) = signal_hook::low_level::pipe::register(signal, w) {
-                pipes.push((name, r, id));
-            }
-        }
+        ]
+        .into_iter()
+        .filter_map(|(name, signal)| SignalPipe::new(signal).map(|p| (name, p)))
+        .collect();
         SignalProxy { pipes }
     }
 
     /// The signals that arrived since the last call.
     fn received(&self) -> Vec<&'static str> {
-        use std::io::Read;
-        let mut out = Vec::new();
-        for (name, r, _) in &self.pipes {
-            let mut buf = [0u8; 16];
-            if (&*r).read(&mut buf).is_ok_and(|n| n > 0) {
-                out.push(*name);
-            }
-        }
-        out
-    }
-}
-
-impl Drop for SignalProxy {
-    fn drop(&mut self) {
-        for (_, _, id) in self.pipes.drain(..) {
-            signal_hook::low_level::unregister(id);
-        }
+        self.pipes
+            .iter()
+            .filter(|(_, p)| p.fired())
+            .map(|(name, _)| *name)
+            .collect()
     }
 }
 

@@ -7,6 +7,8 @@ use std::io::{self, Read, Write};
 use std::os::unix::net::UnixStream;
 
 use rustix::event::{poll, PollFd, PollFlags};
+
+use crate::signals::SignalPipe;
 use rustix::termios::{tcgetattr, tcgetwinsize, tcsetattr, tcsetwinsize, OptionalActions, Termios};
 
 /// The user's terminal in raw mode until dropped: keys, Ctrl-C included,
@@ -46,11 +48,7 @@ pub fn relay(master: File, interactive: bool) {
     let raw = if interactive { RawMode::enter() } else { None };
     copy_window_size(&master);
     // SIGWINCH writes a byte to this pipe; poll wakes up on it.
-    let winch = UnixStream::pair().ok().and_then(|(r, w)| {
-        signal_hook::low_level::pipe::register(signal_hook::consts::SIGWINCH, w)
-            .ok()
-            .map(|id| (r, id))
-    });
+    let winch = SignalPipe::new(signal_hook::consts::SIGWINCH);
     let stdin = io::stdin();
     let mut stdin_open = interactive;
     let mut out = io::stdout();
@@ -58,8 +56,8 @@ pub fn relay(master: File, interactive: bool) {
     let mut master_r = &master;
     loop {
         let mut fds = vec![PollFd::new(&master, PollFlags::IN)];
-        if let Some((r, _)) = &winch {
-            fds.push(PollFd::new(r, PollFlags::IN));
+        if let Some(w) = &winch {
+            fds.push(PollFd::new(w.fd(), PollFlags::IN));
         }
         if stdin_open {
             fds.push(PollFd::new(&stdin, PollFlags::IN));
@@ -79,9 +77,7 @@ pub fn relay(master: File, interactive: bool) {
                 }
             }
         }
-        if let (Some((r, _)), true) = (&winch, ready.get(1).copied().unwrap_or(false)) {
-            let mut drain = [0u8; 64];
-            let _ = (&*r).read(&mut drain);
+        if winch.as_ref().is_some_and(|w| w.fired()) {
             copy_window_size(&master);
         }
         if stdin_open && *ready.last().unwrap_or(&false) {
@@ -92,9 +88,6 @@ pub fn relay(master: File, interactive: bool) {
                 }
             }
         }
-    }
-    if let Some((_, id)) = winch {
-        signal_hook::low_level::unregister(id);
     }
     drop(raw);
 }
@@ -124,11 +117,7 @@ pub fn attach(dir: &std::path::Path) -> io::Result<Attached> {
         }
     };
     send_size(&mut sock);
-    let winch = UnixStream::pair().ok().and_then(|(r, w)| {
-        signal_hook::low_level::pipe::register(signal_hook::consts::SIGWINCH, w)
-            .ok()
-            .map(|id| (r, id))
-    });
+    let winch = SignalPipe::new(signal_hook::consts::SIGWINCH);
     let stdin = io::stdin();
     let mut stdin_open = true;
     let mut out = io::stdout();
@@ -136,8 +125,8 @@ pub fn attach(dir: &std::path::Path) -> io::Result<Attached> {
     let mut held_ctrl_p = false;
     let ended = loop {
         let mut fds = vec![PollFd::new(&sock, PollFlags::IN)];
-        if let Some((r, _)) = &winch {
-            fds.push(PollFd::new(r, PollFlags::IN));
+        if let Some(w) = &winch {
+            fds.push(PollFd::new(w.fd(), PollFlags::IN));
         }
         if stdin_open {
             fds.push(PollFd::new(&stdin, PollFlags::IN));
@@ -156,9 +145,7 @@ pub fn attach(dir: &std::path::Path) -> io::Result<Attached> {
                 }
             }
         }
-        if let (Some((r, _)), true) = (&winch, ready.get(1).copied().unwrap_or(false)) {
-            let mut drain = [0u8; 64];
-            let _ = (&*r).read(&mut drain);
+        if winch.as_ref().is_some_and(|w| w.fired()) {
             send_size(&mut sock);
         }
         if stdin_open && *ready.last().unwrap_or(&false) {
@@ -198,9 +185,6 @@ pub fn attach(dir: &std::path::Path) -> io::Result<Attached> {
             }
         }
     };
-    if let Some((_, id)) = winch {
-        signal_hook::low_level::unregister(id);
-    }
     drop(raw);
     Ok(ended)
 }

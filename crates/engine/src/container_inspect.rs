@@ -10,26 +10,6 @@ use crate::restart::Policy;
 use crate::state::Status;
 use crate::{Engine, EngineError};
 
-const MASKED: &[&str] = &[
-    "/proc/asound",
-    "/proc/acpi",
-    "/proc/kcore",
-    "/proc/keys",
-    "/proc/latency_stats",
-    "/proc/timer_list",
-    "/proc/timer_stats",
-    "/proc/sched_debug",
-    "/proc/scsi",
-    "/sys/firmware",
-];
-const READONLY: &[&str] = &[
-    "/proc/bus",
-    "/proc/fs",
-    "/proc/irq",
-    "/proc/sys",
-    "/proc/sysrq-trigger",
-];
-
 /// The mounts every container gets; the others are the user's.
 const DEFAULT_MOUNTS: &[&str] = &[
     "/proc",
@@ -188,7 +168,7 @@ fn details(c: &Container, spec: &Value, image_dirs: &Option<berth_storage::Image
             "Links": null,
             "OomScoreAdj": 0,
             "PidMode": "",
-            "Privileged": false,
+            "Privileged": o.privileged,
             "PublishAllPorts": false,
             "ReadonlyRootfs": o.read_only,
             "SecurityOpt": null_if_empty(&o.security_opt),
@@ -229,8 +209,9 @@ fn details(c: &Container, spec: &Value, image_dirs: &Option<berth_storage::Image
             "CpuPercent": 0,
             "IOMaximumIOps": 0,
             "IOMaximumBandwidth": 0,
-            "MaskedPaths": MASKED,
-            "ReadonlyPaths": READONLY,
+            // What the container really runs with (none with --privileged).
+            "MaskedPaths": spec["linux"]["maskedPaths"],
+            "ReadonlyPaths": spec["linux"]["readonlyPaths"],
         },
         "GraphDriver": {
             "Data": {

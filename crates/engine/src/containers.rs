@@ -698,12 +698,6 @@ fn is_mount_point(path: &Path) -> bool {
     }
 }
 
-/// Writes the monitor's one-line report.
-pub(crate) fn report(out: &mut impl Write, r: &serde_json::Value) {
-    let _ = writeln!(out, "{r}");
-    let _ = out.flush();
-}
-
 impl Engine {
     /// The PIDs (host's view) of every process of a running container.
     pub fn container_pids(&mut self, name: &str) -> Result<Vec<i32>, EngineError> {

@@ -23,10 +23,8 @@ use std::time::Duration;
 use berth_runtime::create::{create, CreateOptions};
 use berth_runtime::lifecycle;
 use rustix::event::{poll, PollFd, PollFlags};
-use rustix::process::{Pid, WaitOptions};
 use serde::{Deserialize, Serialize};
 
-use crate::containers::report;
 use crate::logs::{log_path, LogOptions, LogWriter};
 use crate::restart::Policy;
 use crate::state::{RunState, Status};
@@ -318,7 +316,7 @@ impl Monitor {
             }
             _ => pump_logs(log, out_r, err_r),
         }
-        let code = reap(pid);
+        let code = lifecycle::wait_exit(pid).unwrap_or(255);
         // Asked before delete removes the cgroup: docker's OOMKilled.
         state.oom_killed = berth_runtime::state::Container::load(&self.runtime_root(), &self.id)
             .and_then(|c| c.cgroup())
@@ -326,6 +324,12 @@ impl Monitor {
         let _ = lifecycle::delete(&self.runtime_root(), &self.id, true);
         Ok(Ended::Exited(code))
     }
+}
+
+/// Writes a one-line report to berth.
+pub(crate) fn report(out: &mut impl std::io::Write, r: &serde_json::Value) {
+    let _ = writeln!(out, "{r}");
+    let _ = out.flush();
 }
 
 /// Waits for berth's `go` (the container is recorded); anything else,
@@ -385,25 +389,6 @@ fn pump_logs(log: &mut LogWriter, out: OwnedFd, err: OwnedFd) {
                     }
                 }
             }
-        }
-    }
-}
-
-/// Waits for the container's process; its exit code as a shell reports it.
-fn reap(pid: i32) -> i32 {
-    let Some(pid) = Pid::from_raw(pid) else {
-        return 255;
-    };
-    loop {
-        match rustix::process::waitpid(Some(pid), WaitOptions::empty()) {
-            Ok(Some((_, status))) => {
-                return status
-                    .exit_status()
-                    .or_else(|| status.terminating_signal().map(|s| 128 + s))
-                    .unwrap_or(255)
-            }
-            Ok(None) | Err(rustix::io::Errno::INTR) => continue,
-            Err(_) => return 255,
         }
     }
 }

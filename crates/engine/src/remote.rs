@@ -30,9 +30,7 @@ impl Remote {
     pub(crate) fn connect_direct(&self, domain: &str) -> Result<Registry, RegistryError> {
         self.connect(domain, &self.config.endpoint(domain))
     }
-}
 
-impl Remote {
     /// Checks `cred` against the registry, then stores it.
     pub fn login(&mut self, domain: &str, cred: &Credential) -> Result<(), RegistryError> {
         let endpoint = self.config.endpoint(domain);

@@ -86,18 +86,7 @@ pub struct Spawned {
 impl Spawned {
     /// Waits for the process; its exit code as a shell reports it.
     pub fn wait(self) -> Result<i32, RuntimeError> {
-        let raw = self.joiner.as_raw_nonzero().get();
-        let status = loop {
-            match rustix::process::waitpid(Some(self.joiner), WaitOptions::empty()) {
-                Ok(Some((_, s))) => break s,
-                Err(rustix::io::Errno::INTR) | Ok(None) => continue,
-                Err(e) => return Err(io("waiting for", format!("pid {raw}"))(e.into())),
-            }
-        };
-        Ok(status
-            .exit_status()
-            .or_else(|| status.terminating_signal().map(|s| 128 + s))
-            .unwrap_or(1))
+        crate::lifecycle::wait_exit(self.joiner.as_raw_nonzero().get())
     }
 }
 
