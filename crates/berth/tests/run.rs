@@ -107,6 +107,14 @@ fn the_writable_layer_is_the_containers_own() {
     assert!(!layer.join("bin/added").exists() && layer.join("etc/passwd").exists());
     let out = b.run(&["run", "--rm", "busybox", "cat", "/etc/passwd"]);
     assert!(String::from_utf8_lossy(&out.stdout).starts_with("root:"));
+    // A layer thrown away at the end is not synced: volatile. A kept
+    // container's is an ordinary overlay.
+    let root_mount = "grep '^overlay / ' /proc/mounts";
+    let out = b.ok(&["run", "--rm", "busybox", "sh", "-c", root_mount]);
+    assert!(out.contains("volatile"), "{out}");
+    let out = b.ok(&["run", "--name", "kept", "busybox", "sh", "-c", root_mount]);
+    assert!(out.contains("upperdir=") && !out.contains("volatile"), "{out}");
+    b.ok(&["rm", "kept"]);
     assert_nothing_left(&b);
 }
 

@@ -415,7 +415,7 @@ impl Engine {
         if !is_mount_point(&merged) {
             let chains = self.chains_of(&c.image_id)?;
             let dirs = self.layers.container_mount(&chains, &c.dir);
-            mount_overlay(&dirs.options, &merged)?;
+            mount_overlay(&dirs.options, &merged, c.options.auto_remove)?;
         }
         // Leftovers of a monitor that died: the runtime's record of the
         // old process, and the "stop was asked for" mark.
