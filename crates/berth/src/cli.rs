@@ -184,6 +184,9 @@ pub struct ExecArgs {
 
 #[derive(Args)]
 pub struct AttachArgs {
+    /// Do not attach STDIN
+    #[arg(long)]
+    pub no_stdin: bool,
     #[arg(value_name = "CONTAINER")]
     pub container: String,
 }

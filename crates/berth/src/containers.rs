@@ -25,8 +25,9 @@ pub fn start(engine: &mut Engine, a: &StartArgs) -> Result<(), CliError> {
                 "you cannot start and attach multiple containers at once".to_string(),
             ));
         };
+        let (_, _, output) = engine.container_logs(name)?;
         let c = engine.start_container(name)?;
-        return crate::run::attach_to(engine, &c.id);
+        return crate::run::attach_to(engine, &c.id, Some(output), a.interactive);
     }
     each(&a.containers, |n| {
         engine.start_container(n).map(|_| Some(n.to_string()))
@@ -34,7 +35,7 @@ pub fn start(engine: &mut Engine, a: &StartArgs) -> Result<(), CliError> {
 }
 
 pub fn attach(engine: &mut Engine, a: &AttachArgs) -> Result<(), CliError> {
-    crate::run::attach_to(engine, &a.container)
+    crate::run::attach_to(engine, &a.container, None, !a.no_stdin)
 }
 
 pub fn stop(engine: &mut Engine, a: &StopArgs) -> Result<(), CliError> {

@@ -5,7 +5,7 @@
 use std::io::{IsTerminal, Write};
 use std::time::Duration;
 
-use berth_engine::{Engine, EngineError, RunOptions};
+use berth_engine::{Engine, EngineError, LogReader, RunOptions};
 
 use berth_image::reference::familiar;
 use berth_image::ImageRef;
@@ -52,6 +52,7 @@ fn options(a: &RunArgs) -> Result<RunOptions, CliError> {
         stop_timeout: a.stop_timeout,
         log_opts: a.log_opt.clone(),
         interactive: a.interactive,
+        detach: a.detach,
         tty: a.tty,
         command: a.command.clone(),
         entrypoint: a.entrypoint.clone(),
@@ -151,24 +152,38 @@ pub fn run(engine: &mut Engine, files: &Files, a: &RunArgs) -> Result<(), CliErr
         return Ok(());
     }
     let id = engine.create_container(&opts).map_err(failed)?;
+    let (_, _, output) = engine.container_logs(&id)?;
     engine.start_container(&id).map_err(failed)?;
     if opts.tty {
-        return attach_to(engine, &id);
+        return attach_to(engine, &id, Some(output), opts.interactive);
     }
     // In the foreground: what the container prints, until it exits.
-    let code = follow_to_end(engine, &id)?;
+    let code = follow_to_end(engine, &id, output, opts.interactive)?;
     Err(CliError::Exit(u8::try_from(code).unwrap_or(255)))
 }
 
 /// Attaches to a running container (its terminal, or its output); exits
-/// with its code, or 0 when the user detached.
-pub fn attach_to(engine: &mut Engine, name: &str) -> Result<(), CliError> {
-    let (c, tty) = engine.attach_target(name)?;
-    if !tty {
-        let code = follow_to_end(engine, &c.id)?;
+/// with its code, or 0 when the user detached. A container just started
+/// (`run`, `start -a`) comes with its log as it was before, so that what
+/// it printed since is shown even if it has already ended; otherwise
+/// (`attach`) only what comes is, as docker's. With `input`, berth's stdin
+/// goes to the container's (if it has one open: `-i`).
+pub fn attach_to(
+    engine: &mut Engine,
+    name: &str,
+    started_at: Option<LogReader>,
+    input: bool,
+) -> Result<(), CliError> {
+    let (c, tty) = engine.attach_target(name, started_at.is_some())?;
+    if !tty || !c.state.status.is_active() {
+        let output = match started_at {
+            Some(output) => output,
+            None => engine.container_logs(&c.id)?.2,
+        };
+        let code = follow_to_end(engine, &c.id, output, input)?;
         return Err(CliError::Exit(u8::try_from(code).unwrap_or(255)));
     }
-    match crate::terminal::attach(&c.dir).map_err(|source| CliError::Io {
+    match crate::terminal::attach(&c.dir, input).map_err(|source| CliError::Io {
         path: c
             .dir
             .join(berth_engine::attach::SOCKET)
@@ -184,14 +199,34 @@ pub fn attach_to(engine: &mut Engine, name: &str) -> Result<(), CliError> {
     }
 }
 
-/// Prints a running container's output as it comes (stdout to stdout,
-/// stderr to stderr) until it exits; returns its exit code.
-pub fn follow_to_end(engine: &mut Engine, id: &str) -> Result<i32, CliError> {
+/// Prints a container's output from where `reader` is in its log (stdout
+/// to stdout, stderr to stderr) until it exits; returns its exit code.
+/// With `input`, a container with an open stdin (`-i` without `-t`) gets
+/// berth's, through its monitor, until berth's ends.
+pub fn follow_to_end(
+    engine: &mut Engine,
+    id: &str,
+    mut reader: LogReader,
+    input: bool,
+) -> Result<i32, CliError> {
     // docker's --sig-proxy: SIGINT and SIGTERM sent to berth go to the
     // container's process instead of ending berth.
     let proxied = SignalProxy::new();
-    let (_, entries, mut reader) = engine.container_logs(id)?;
-    write_entries(&entries, false);
+    let c = engine.container(id)?;
+    let open_stdin = c.options.interactive && !c.options.tty;
+    let mut input = match input && open_stdin && c.state.status.is_active() {
+        true => Some(berth_engine::attach::connect(&c.dir).map_err(|source| {
+            CliError::Io {
+                path: c
+                    .dir
+                    .join(berth_engine::attach::SOCKET)
+                    .display()
+                    .to_string(),
+                source,
+            }
+        })?),
+        false => None,
+    };
     loop {
         let active = engine.container_active(id)?;
         write_entries(&reader.read_new()?, false);
@@ -201,9 +236,38 @@ pub fn follow_to_end(engine: &mut Engine, id: &str) -> Result<i32, CliError> {
         for signal in proxied.received() {
             let _ = engine.kill_container(id, signal);
         }
-        std::thread::sleep(Duration::from_millis(20));
+        match input.as_mut() {
+            Some(sock) => {
+                if !send_input(sock, Duration::from_millis(20)) {
+                    input = None;
+                }
+            }
+            None => std::thread::sleep(Duration::from_millis(20)),
+        }
     }
     Ok(engine.wait_container(id)?)
+}
+
+/// Waits up to `wait` for berth's stdin and sends what came to the
+/// container's monitor; false once it has ended (and the monitor was told).
+fn send_input(sock: &mut std::os::unix::net::UnixStream, wait: Duration) -> bool {
+    use berth_engine::attach::{frame, INPUT_ENDED, KEYS};
+    use rustix::event::{poll, PollFd, PollFlags, Timespec};
+    let stdin = std::io::stdin();
+    let mut fds = [PollFd::new(&stdin, PollFlags::IN)];
+    let timeout = Timespec::try_from(wait).ok();
+    if !matches!(poll(&mut fds, timeout.as_ref()), Ok(n) if n > 0) {
+        return true;
+    }
+    let mut buf = [0u8; 16 * 1024];
+    match rustix::io::read(&stdin, &mut buf) {
+        Ok(n) if n > 0 => sock.write_all(&frame(KEYS, &buf[..n])).is_ok(),
+        Err(rustix::io::Errno::INTR | rustix::io::Errno::AGAIN) => true,
+        _ => {
+            let _ = sock.write_all(&frame(INPUT_ENDED, &[]));
+            false
+        }
+    }
 }
 
 /// SIGINT and SIGTERM caught for the container.

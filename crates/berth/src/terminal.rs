@@ -104,13 +104,11 @@ const CTRL_P: u8 = 0x10;
 const CTRL_Q: u8 = 0x11;
 
 /// Attaches the user's terminal to a running container's, through its
-/// monitor's socket in `dir`.
-pub fn attach(dir: &std::path::Path) -> io::Result<Attached> {
-    use berth_engine::attach::{frame, resize_frame, KEYS, SOCKET};
-    // The socket's full path may be too long for an address: go there.
-    std::env::set_current_dir(dir)?;
-    let mut sock = UnixStream::connect(SOCKET)?;
-    let raw = RawMode::enter();
+/// monitor's socket in `dir`; what the user types goes in with `input`.
+pub fn attach(dir: &std::path::Path, input: bool) -> io::Result<Attached> {
+    use berth_engine::attach::{frame, resize_frame, KEYS};
+    let mut sock = berth_engine::attach::connect(dir)?;
+    let raw = if input { RawMode::enter() } else { None };
     let send_size = |sock: &mut UnixStream| {
         if let Ok(ws) = tcgetwinsize(io::stdin()) {
             let _ = sock.write_all(&resize_frame(ws.ws_row, ws.ws_col));
@@ -119,7 +117,7 @@ pub fn attach(dir: &std::path::Path) -> io::Result<Attached> {
     send_size(&mut sock);
     let winch = SignalPipe::new(signal_hook::consts::SIGWINCH);
     let stdin = io::stdin();
-    let mut stdin_open = true;
+    let mut stdin_open = input;
     let mut out = io::stdout();
     let mut buf = [0u8; 16 * 1024];
     let mut held_ctrl_p = false;

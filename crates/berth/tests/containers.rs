@@ -826,3 +826,101 @@ fn the_foreground_run_passes_signals_to_the_container() {
     assert_eq!(String::from_utf8_lossy(&out.stdout), "ready\ngot-term\n");
     b.ok(&["rm", "proxied"]);
 }
+
+#[test]
+fn stdin_without_a_terminal_goes_through_the_monitor() {
+    let b = Berth::new();
+    b.import_busybox("busybox");
+    // run -i: berth's stdin is the container's, its end too (StdinOnce).
+    let args = [
+        "run",
+        "-i",
+        "--name",
+        "once",
+        "busybox",
+        "sh",
+        "-c",
+        "cat; echo done",
+    ];
+    let out = b.run_with_stdin(&args, b"one\ntwo\n");
+    assert_success(&out, &args);
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "one\ntwo\ndone\n");
+    let config = b.ok(&[
+        "inspect",
+        "-f",
+        "{{.Config.OpenStdin}} {{.Config.StdinOnce}} {{.Config.AttachStdin}} {{.Config.Tty}}",
+        "once",
+    ]);
+    assert_eq!(config.trim(), "true true true false");
+    // start -ai: this run's input and output only, not the last run's.
+    let args = ["start", "-ai", "once"];
+    let out = b.run_with_stdin(&args, b"again\n");
+    assert_success(&out, &args);
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "again\ndone\n");
+    b.ok(&["rm", "once"]);
+
+    // run -di: stdin stays open for one attach after another.
+    b.ok(&[
+        "run",
+        "-d",
+        "-i",
+        "--name",
+        "open",
+        "busybox",
+        "sh",
+        "-c",
+        "while read l; do echo got $l; done; echo eof",
+    ]);
+    for (i, line) in ["hello", "second"].iter().enumerate() {
+        let mut attach = b
+            .command(&["attach", "open"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        {
+            use std::io::Write;
+            let mut input = attach.stdin.take().unwrap();
+            input.write_all(format!("{line}\n").as_bytes()).unwrap();
+        } // The client's input ends here; the container's must not.
+        wait_for("the line to reach the container", || {
+            b.ok(&["logs", "open"]).lines().count() == i + 1
+        });
+        // attach follows until the container ends: ours, ended by its PID.
+        attach.kill().unwrap();
+        attach.wait().unwrap();
+    }
+    assert_eq!(b.ok(&["logs", "open"]), "got hello\ngot second\n");
+    assert_eq!(state(&b, "open")["Status"], "running");
+    b.ok(&["rm", "-f", "open"]);
+
+    // Without -i the container reads /dev/null: cat ends at once.
+    b.ok(&["run", "-d", "--name", "closed", "busybox", "cat"]);
+    wait_for("cat to end", || state(&b, "closed")["Status"] == "exited");
+    assert_eq!(state(&b, "closed")["ExitCode"], 0);
+    b.ok(&["rm", "closed"]);
+}
+
+#[test]
+fn processes_start_with_default_signals() {
+    let b = Berth::new();
+    b.import_busybox("busybox");
+    // berth ignores SIGPIPE, as every Rust program: the container must
+    // not inherit that (`yes` would complain instead of dying quietly).
+    let script = "grep -E '^Sig(Ign|Blk)' /proc/self/status; yes | head -1";
+    let want = "SigBlk:\t0000000000000000\nSigIgn:\t0000000000000000\ny\n";
+    let args = ["run", "--rm", "busybox", "sh", "-c", script];
+    let out = b.run(&args);
+    assert_success(&out, &args);
+    assert_eq!(String::from_utf8_lossy(&out.stdout), want);
+    assert_eq!(String::from_utf8_lossy(&out.stderr), "");
+    b.ok(&["run", "-d", "--name", "sig", "busybox", "sleep", "60"]);
+    let args = ["exec", "sig", "sh", "-c", script];
+    let out = b.run(&args);
+    assert_success(&out, &args);
+    assert_eq!(String::from_utf8_lossy(&out.stdout), want);
+    assert_eq!(String::from_utf8_lossy(&out.stderr), "");
+    b.ok(&["run", "--name", "sig2", "busybox", "sh", "-c", script]);
+    assert_eq!(b.ok(&["logs", "sig2"]), want);
+    b.ok(&["rm", "-f", "sig", "sig2"]);
+}

@@ -113,7 +113,10 @@ fn the_writable_layer_is_the_containers_own() {
     let out = b.ok(&["run", "--rm", "busybox", "sh", "-c", root_mount]);
     assert!(out.contains("volatile"), "{out}");
     let out = b.ok(&["run", "--name", "kept", "busybox", "sh", "-c", root_mount]);
-    assert!(out.contains("upperdir=") && !out.contains("volatile"), "{out}");
+    assert!(
+        out.contains("upperdir=") && !out.contains("volatile"),
+        "{out}"
+    );
     b.ok(&["rm", "kept"]);
     assert_nothing_left(&b);
 }

@@ -300,6 +300,8 @@ impl Engine {
             restart: opts.restart.clone(),
             log_opts: opts.log_opts.clone(),
             auto_remove: opts.auto_remove,
+            open_stdin: opts.interactive && !opts.tty,
+            stdin_once: opts.interactive && !opts.detach,
         };
         let path = scratch.dir.join(crate::monitor::MONITOR_FILE);
         fs::write(&path, serde_json::to_vec(&monitor).expect("serialises"))
@@ -644,11 +646,16 @@ impl Engine {
         Ok((c, entries, reader))
     }
 
-    /// A running container to attach to, and whether it has a terminal
-    /// (served by its monitor) or only output (followed in its log).
-    pub fn attach_target(&mut self, name: &str) -> Result<(Container, bool), EngineError> {
+    /// A running container to attach to (or, `just_started`, one that may
+    /// have ended already), and whether it has a terminal (served by its
+    /// monitor) or only output (followed in its log).
+    pub fn attach_target(
+        &mut self,
+        name: &str,
+        just_started: bool,
+    ) -> Result<(Container, bool), EngineError> {
         let c = self.container(name)?;
-        if !c.state.status.is_active() {
+        if !c.state.status.is_active() && !just_started {
             return Err(EngineError::NotRunning(c.name));
         }
         let tty = c.spec()?["process"]["terminal"] == true;

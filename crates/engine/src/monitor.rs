@@ -14,7 +14,6 @@
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read};
-use std::os::fd::OwnedFd;
 use std::os::unix::net::UnixListener;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -22,7 +21,6 @@ use std::time::Duration;
 
 use berth_runtime::create::{create, CreateOptions};
 use berth_runtime::lifecycle;
-use rustix::event::{poll, PollFd, PollFlags};
 use serde::{Deserialize, Serialize};
 
 use crate::logs::{log_path, LogOptions, LogWriter};
@@ -42,6 +40,12 @@ pub struct MonitorConfig {
     pub restart: Option<String>,
     pub log_opts: Vec<String>,
     pub auto_remove: bool,
+    /// `-i` without `-t`: the container's stdin is a pipe the monitor
+    /// holds open and feeds from attached clients.
+    pub open_stdin: bool,
+    /// docker's StdinOnce (`-i` attached, not `-d`): the first client's
+    /// end of input is the container's.
+    pub stdin_once: bool,
 }
 
 /// `berth-monitor ROOT ID BERTH [handshake]`: returns the monitor's exit
@@ -68,11 +72,19 @@ pub fn main(args: &[String]) -> i32 {
         Err(_) => return 1,
     };
     let mut reporter = File::from(report_fd);
+    // Likewise berth's `go` (stdin) off fd 0, which the container inherits.
+    let control = match rustix::io::fcntl_dupfd_cloexec(io::stdin(), 3) {
+        Ok(fd) => File::from(fd),
+        Err(_) => return 1,
+    };
+    if let Ok(null) = File::open("/dev/null") {
+        let _ = rustix::stdio::dup2_stdin(&null);
+    }
     let monitor = Monitor {
         root: PathBuf::from(root),
         dir: Path::new(root).join("containers").join(id),
         id: id.clone(),
-        handshake,
+        handshake: handshake.then_some(control),
     };
     let code = match monitor.run(&mut reporter) {
         Ok(()) => 0,
@@ -99,11 +111,20 @@ pub fn main(args: &[String]) -> i32 {
     code
 }
 
+/// How the container is attached to: its socket, if it has one.
+#[derive(Clone, Copy)]
+struct Attach<'a> {
+    listener: Option<&'a UnixListener>,
+    terminal: bool,
+    stdin_once: bool,
+}
+
 struct Monitor {
     root: PathBuf,
     dir: PathBuf,
     id: String,
-    handshake: bool,
+    /// With `run -d`'s handshake: where berth says `go`.
+    handshake: Option<File>,
 }
 
 /// Why the monitor stops early.
@@ -167,9 +188,11 @@ impl Monitor {
         // Recorded at once: a listing must not take this container, made
         // but not started yet, for one nobody looks after.
         state.save(&self.dir)?;
-        // A container with a terminal is served to `attach` on a socket in
-        // its directory, for as long as the monitor lives.
-        let attach = if self.has_terminal() {
+        // A container with a terminal, or an open stdin, is served to
+        // `attach` on a socket in its directory, for as long as the
+        // monitor lives.
+        let terminal = self.has_terminal();
+        let attach = if terminal || config.open_stdin {
             std::env::set_current_dir(&self.dir)
                 .and_then(|()| crate::attach::bind_here())
                 .map(Some)
@@ -186,7 +209,11 @@ impl Monitor {
             let ended = self.run_once(
                 &mut state,
                 &mut log,
-                attach.as_ref(),
+                Attach {
+                    listener: attach.as_ref(),
+                    terminal,
+                    stdin_once: config.stdin_once,
+                },
                 first.then_some(&mut *reporter),
             )?;
             first = false;
@@ -232,14 +259,14 @@ impl Monitor {
         &self,
         state: &mut RunState,
         log: &mut LogWriter,
-        attach: Option<&UnixListener>,
+        attach: Attach<'_>,
         reporter: Option<&mut File>,
     ) -> Result<Ended, Stop> {
         // With a terminal, the runtime hands over the pty's master through
         // a console socket.
-        let console = match attach {
-            Some(_) => Some(crate::run::ConsoleSocket::new()?),
-            None => None,
+        let console = match attach.terminal {
+            true => Some(crate::run::ConsoleSocket::new()?),
+            false => None,
         };
         let pipe = || {
             rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC).map_err(|e| EngineError::Io {
@@ -249,20 +276,36 @@ impl Monitor {
         };
         let (out_r, out_w) = pipe()?;
         let (err_r, err_w) = pipe()?;
-        // The container inherits fds 0-2: /dev/null, and the two pipes.
+        // `-i` without a terminal: a pipe the monitor feeds.
+        let (in_r, in_w) = match (attach.listener, attach.terminal) {
+            (Some(_), false) => {
+                let (r, w) = pipe()?;
+                (Some(r), Some(w))
+            }
+            _ => (None, None),
+        };
+        // The container inherits fds 0-2: /dev/null or its stdin pipe, and
+        // the two output pipes.
         let created = {
             let _ = rustix::stdio::dup2_stdout(&out_w);
             let _ = rustix::stdio::dup2_stderr(&err_w);
-            let created = create(
-                &self.runtime_root(),
-                &self.id,
-                &self.dir,
-                &CreateOptions {
-                    die_with_parent: true,
-                    console_socket: console.as_ref().map(|c| c.path.clone()),
-                    ..CreateOptions::default()
-                },
-            );
+            let make = || {
+                create(
+                    &self.runtime_root(),
+                    &self.id,
+                    &self.dir,
+                    &CreateOptions {
+                        die_with_parent: true,
+                        console_socket: console.as_ref().map(|c| c.path.clone()),
+                        ..CreateOptions::default()
+                    },
+                )
+            };
+            let created = match &in_r {
+                Some(r) => crate::attach::as_stdin(r, make),
+                None => make(),
+            };
+            drop(in_r);
             if let Ok(null) = OpenOptions::new().write(true).open("/dev/null") {
                 let _ = rustix::stdio::dup2_stdout(&null);
                 let _ = rustix::stdio::dup2_stderr(&null);
@@ -275,9 +318,9 @@ impl Monitor {
             _ => None,
         };
         let mut reporter = reporter;
-        if let (Ok(c), Some(r), true) = (&created, reporter.as_mut(), self.handshake) {
+        if let (Ok(c), Some(r), Some(control)) = (&created, reporter.as_mut(), &self.handshake) {
             report(r, &serde_json::json!({ "created": c.saved.pid }));
-            await_go()?;
+            await_go(control)?;
         }
         let started = created
             .and_then(|c| lifecycle::start(&self.runtime_root(), &self.id).map(|()| c.saved.pid));
@@ -309,12 +352,21 @@ impl Monitor {
         if let Err(e) = berth_sys::release_file_pages() {
             tracing::debug!(error = %e, "cannot release the monitor's file pages");
         }
-        match (&master, attach) {
+        match (&master, attach.listener) {
             (Some(m), Some(listener)) => {
                 drop((out_r, err_r));
                 crate::attach::serve_terminal(log, m, listener);
             }
-            _ => pump_logs(log, out_r, err_r),
+            (_, listener) => {
+                let stdin = listener
+                    .zip(in_w)
+                    .map(|(listener, pipe)| crate::attach::Stdin {
+                        listener,
+                        pipe,
+                        once: attach.stdin_once,
+                    });
+                crate::attach::pump(log, out_r, err_r, stdin)
+            }
         }
         let code = lifecycle::wait_exit(pid).unwrap_or(255);
         // Asked before delete removes the cgroup: docker's OOMKilled.
@@ -334,61 +386,10 @@ pub(crate) fn report(out: &mut impl std::io::Write, r: &serde_json::Value) {
 
 /// Waits for berth's `go` (the container is recorded); anything else,
 /// end of file included, means berth went away.
-fn await_go() -> Result<(), Stop> {
-    let mut line = String::new();
-    match io::stdin().read_line(&mut line) {
-        Ok(_) if line.trim() == "go" => Ok(()),
+fn await_go(control: &File) -> Result<(), Stop> {
+    let mut line = [0u8; 3];
+    match (&*control).read_exact(&mut line) {
+        Ok(()) if &line == b"go\n" => Ok(()),
         _ => Err(Abandoned),
-    }
-}
-
-/// Copies the container's stdout and stderr into the log, a line an
-/// entry, until both are closed (the process and all it started are gone).
-fn pump_logs(log: &mut LogWriter, out: OwnedFd, err: OwnedFd) {
-    let mut streams = [
-        (Some(File::from(out)), "stdout", Vec::new()),
-        (Some(File::from(err)), "stderr", Vec::new()),
-    ];
-    let mut buf = vec![0u8; 64 * 1024];
-    while streams.iter().any(|s| s.0.is_some()) {
-        let mut fds: Vec<PollFd<'_>> = streams
-            .iter()
-            .filter_map(|s| s.0.as_ref())
-            .map(|f| PollFd::new(f, PollFlags::IN))
-            .collect();
-        if poll(&mut fds, None).is_err() {
-            continue;
-        }
-        let ready: Vec<bool> = fds.iter().map(|f| !f.revents().is_empty()).collect();
-        drop(fds);
-        let mut i = 0;
-        for (file, name, pending) in streams.iter_mut() {
-            let Some(f) = file else { continue };
-            let is_ready = ready[i];
-            i += 1;
-            if !is_ready {
-                continue;
-            }
-            match f.read(&mut buf) {
-                Ok(0) | Err(_) => {
-                    if !pending.is_empty() {
-                        let _ = log.write(name, pending);
-                        pending.clear();
-                    }
-                    *file = None;
-                }
-                Ok(n) => {
-                    pending.extend_from_slice(&buf[..n]);
-                    while let Some(nl) = pending.iter().position(|b| *b == b'\n') {
-                        let line: Vec<u8> = pending.drain(..=nl).collect();
-                        let _ = log.write(name, &line);
-                    }
-                    if pending.len() >= crate::logs::MAX_ENTRY {
-                        let _ = log.write(name, pending);
-                        pending.clear();
-                    }
-                }
-            }
-        }
     }
 }

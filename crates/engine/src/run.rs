@@ -38,8 +38,12 @@ pub struct RunOptions {
     pub stop_timeout: Option<i64>,
     /// `--log-opt max-size=…`, `max-file=…`.
     pub log_opts: Vec<String>,
-    /// `-i`: the container's stdin is berth's (else /dev/null).
+    /// `-i`: the container's stdin is berth's (else /dev/null); kept open
+    /// by its monitor for `attach` when it runs in the background.
     pub interactive: bool,
+    /// `-d`: run in the background, nothing attached (so with `-i` the
+    /// container's stdin outlives an attached client's input).
+    pub detach: bool,
     /// `-t`: the container's process gets a terminal.
     pub tty: bool,
     /// CMD override (the arguments after the image).

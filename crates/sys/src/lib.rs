@@ -287,8 +287,50 @@ fn c_array(items: &[CString]) -> Vec<*const libc::c_char> {
         .collect()
 }
 
-/// `execve(2)`; returns only on failure.
+/// `execve(2)` of a container's program; returns only on failure. The
+/// program starts as a new program expects: every signal at its default
+/// disposition and none blocked. (An ignored signal survives exec, and
+/// every Rust program ignores SIGPIPE: without this, `yes | head -1` in a
+/// container would print "Broken pipe" instead of ending quietly.)
 pub fn execve(path: &CStr, argv: &[CString], envp: &[CString]) -> io::Error {
+    // The kernel's struct sigaction (glibc's wrapper refuses the two
+    // real-time signals it keeps for itself, which may be ignored too).
+    #[repr(C)]
+    struct KernelSigaction {
+        handler: usize,
+        flags: libc::c_ulong,
+        restorer: usize,
+        mask: u64,
+    }
+    let default = KernelSigaction {
+        handler: libc::SIG_DFL,
+        flags: 0,
+        restorer: 0,
+        mask: 0,
+    };
+    for signal in 1..=64 {
+        if signal != libc::SIGKILL && signal != libc::SIGSTOP {
+            // SAFETY: `default` is a valid kernel sigaction for the call's
+            // duration and installs no handler, so no Rust code runs in
+            // signal context; the old action is not asked for (null).
+            unsafe {
+                libc::syscall(
+                    libc::SYS_rt_sigaction,
+                    signal,
+                    &default as *const KernelSigaction,
+                    std::ptr::null_mut::<KernelSigaction>(),
+                    std::mem::size_of::<u64>(),
+                )
+            };
+        }
+    }
+    // SAFETY: the set is initialised by sigemptyset before use, and
+    // sigprocmask only reads it.
+    unsafe {
+        let mut none = std::mem::zeroed::<libc::sigset_t>();
+        libc::sigemptyset(&mut none);
+        libc::sigprocmask(libc::SIG_SETMASK, &none, std::ptr::null_mut());
+    }
     let argv = c_array(argv);
     let envp = c_array(envp);
     // SAFETY: every pointer is to a NUL-terminated string owned by the
