@@ -585,6 +585,10 @@ pub struct RunArgs {
     /// Give extended privileges to this container
     #[arg(long)]
     pub privileged: bool,
+    /// Run an init inside the container that forwards signals and reaps
+    /// processes
+    #[arg(long)]
+    pub init: bool,
     /// Attach a filesystem mount to the container (type=bind|tmpfs,source=…,target=…,readonly)
     #[arg(long)]
     pub mount: Vec<String>,

@@ -393,12 +393,11 @@ pub fn ps(engine: &mut Engine, a: &PsArgs) -> Result<(), CliError> {
     let rows: Vec<PsRow> = kept
         .iter()
         .map(|c| {
-            let spec_args: Vec<String> = c
+            let command = c
                 .spec()
-                .ok()
-                .and_then(|s| serde_json::from_value(s["process"]["args"].clone()).ok())
-                .unwrap_or_default();
-            let command = spec_args.join(" ");
+                .map(|s| c.command(&s))
+                .unwrap_or_default()
+                .join(" ");
             let command = if a.no_trunc || command.chars().count() <= 20 {
                 format!("\"{command}\"")
             } else {

@@ -72,6 +72,7 @@ fn options(a: &RunArgs) -> Result<RunOptions, CliError> {
         mounts: a.mount.clone(),
         read_only: a.read_only,
         privileged: a.privileged,
+        init: a.init,
         cap_add: a.cap_add.clone(),
         cap_drop: a.cap_drop.clone(),
         security_opt: a.security_opt.clone(),

@@ -566,3 +566,65 @@ fn exec_it_gives_the_process_a_terminal() {
     b.ok(&["rm", "-f", "box"]);
     assert_nothing_left(&b);
 }
+
+#[test]
+fn init_runs_the_command_reaps_orphans_and_passes_signals() {
+    let b = Berth::new();
+    b.import_busybox("busybox");
+    // PID 1 is the init; an orphan (the inner sleep) is reaped by it.
+    let script = "sh -c 'sleep 0.1 &'; sleep 0.4; ps -o pid,stat,comm";
+    let out = b.ok(&["run", "--rm", "--init", "busybox", "sh", "-c", script]);
+    let rows: Vec<Vec<&str>> = out
+        .lines()
+        .skip(1)
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    assert_eq!(rows[0][0], "1", "{out}");
+    assert_eq!(rows[0][2], "docker-init", "{out}");
+    assert!(
+        !rows.iter().any(|r| r[1].starts_with('Z')),
+        "a zombie is left: {out}"
+    );
+    assert!(!rows.iter().any(|r| r[2] == "sleep"), "{out}");
+
+    // The user sees their command, not the init's; stop's SIGTERM reaches
+    // a shell that would ignore it as PID 1.
+    b.ok(&[
+        "run",
+        "-d",
+        "--init",
+        "--name",
+        "inited",
+        "busybox",
+        "sh",
+        "-c",
+        "sleep 100",
+    ]);
+    let seen = b.ok(&[
+        "inspect",
+        "-f",
+        "{{.Path}} {{json .Args}} {{.HostConfig.Init}} {{json .Mounts}}",
+        "inited",
+    ]);
+    assert_eq!(seen.trim(), r#"sh ["-c","sleep 100"] true []"#);
+    let ps = b.ok(&["ps", "--no-trunc", "--format", "{{.Command}}"]);
+    assert_eq!(ps.trim(), "\"sh -c sleep 100\"");
+    b.ok(&["stop", "-t", "30", "inited"]);
+    let code = b.ok(&["inspect", "-f", "{{.State.ExitCode}}", "inited"]);
+    assert_eq!(code.trim(), "143", "SIGTERM did not reach the command");
+    b.ok(&["rm", "inited"]);
+
+    // No static init on this machine: one clear line, docker's 125.
+    let out = b
+        .command(&["run", "--rm", "--init", "busybox", "true"])
+        .env("PATH", b.path("empty"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(125));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("--init: no static init") && err.lines().count() == 1,
+        "{err}"
+    );
+    assert_nothing_left(&b);
+}

@@ -18,6 +18,7 @@ const DEFAULT_MOUNTS: &[&str] = &[
     "/sys",
     "/sys/fs/cgroup",
     "/dev/mqueue",
+    crate::spec::INIT_PATH,
     "/dev/shm",
     "/etc/hostname",
     "/etc/hosts",
@@ -80,7 +81,7 @@ fn details(c: &Container, spec: &Value, image_dirs: &Option<berth_storage::Image
     let o = &c.options;
     let s = &c.state;
     let process = &spec["process"];
-    let args: Vec<Value> = process["args"].as_array().cloned().unwrap_or_default();
+    let args = c.command(spec);
     let dir = c.dir.display().to_string();
     let (restart_name, restart_max) = match Policy::parse(o.restart.as_deref()) {
         Ok(Policy::OnFailure(n)) => ("on-failure", n.unwrap_or(0)),
@@ -114,10 +115,10 @@ fn details(c: &Container, spec: &Value, image_dirs: &Option<berth_storage::Image
         lower.push(format!("{dir}/lower"));
     }
     let nano_cpus = o.cpus.map_or(0, |c| (c * 1e9) as i64);
-    json!({
+    let mut details = json!({
         "Id": c.id,
         "Created": c.created,
-        "Path": args.first().cloned().unwrap_or(json!("")),
+        "Path": args.first().cloned().unwrap_or_default(),
         "Args": args.get(1..).unwrap_or_default(),
         "State": {
             "Status": s.status.as_str(),
@@ -262,5 +263,10 @@ fn details(c: &Container, spec: &Value, image_dirs: &Option<berth_storage::Image
             "MacAddress": "",
             "Networks": {},
         },
-    })
+    });
+    // Left out unless set, as docker's.
+    if o.init {
+        details["HostConfig"]["Init"] = json!(true);
+    }
+    details
 }

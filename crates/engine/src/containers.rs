@@ -49,6 +49,20 @@ impl Container {
         Ok(serde_json::from_slice(&bytes).unwrap_or_default())
     }
 
+    /// The container's command as the user sees it (`inspect`'s Path and
+    /// Args, `ps`'s COMMAND): its process's arguments in `spec`, without
+    /// `--init`'s init in front.
+    pub fn command(&self, spec: &serde_json::Value) -> Vec<String> {
+        let args: Vec<String> =
+            serde_json::from_value(spec["process"]["args"].clone()).unwrap_or_default();
+        match args.get(..2) {
+            Some([init, dashes]) if init == crate::spec::INIT_PATH && dashes == "--" => {
+                args[2..].to_vec()
+            }
+            _ => args,
+        }
+    }
+
     pub fn log_path(&self) -> PathBuf {
         log_path(&self.dir, &self.id)
     }

@@ -102,6 +102,8 @@ pub enum EngineError {
         value: String,
         reason: String,
     },
+    #[error("--init: no static init on this machine (install tini, for its tini-static, or docker-init)")]
+    NoInit,
     #[error("unable to find user {spec}: {reason}")]
     User { spec: String, reason: String },
     #[error(transparent)]
@@ -134,7 +136,8 @@ impl EngineError {
             | NoSuchTag(_)
             | PlatformMismatch { .. }
             | NoSuchContainer(_)
-            | NoSuchObject(_) => ErrorKind::NotFound,
+            | NoSuchObject(_)
+            | NoInit => ErrorKind::NotFound,
             AmbiguousContainer { .. }
             | NameInUse { .. }
             | NotRunning(_)

@@ -73,6 +73,9 @@ pub struct RunOptions {
     /// `--privileged`: every capability and device, no seccomp, nothing
     /// masked.
     pub privileged: bool,
+    /// `--init`: docker's init (tini) as PID 1, which runs the command,
+    /// passes it the signals and reaps orphaned processes.
+    pub init: bool,
     pub cap_add: Vec<String>,
     pub cap_drop: Vec<String>,
     /// `--security-opt` values.

@@ -2,7 +2,7 @@
 //! docker's defaults for everything else (capabilities, mounts, masked
 //! and read-only paths).
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use serde_json::{json, Value};
 
@@ -408,11 +408,30 @@ pub fn resolve_user(rootfs: &Path, spec: &str) -> Result<(u32, u32), EngineError
     Ok((uid, gid))
 }
 
+/// Where `--init`'s binary appears in the container, as docker's.
+pub const INIT_PATH: &str = "/sbin/docker-init";
+
+/// The static init on this machine that `--init` binds into containers:
+/// docker's `docker-init`, else Debian's `tini-static` (the same tini). A
+/// static one: the image may have no C library, or another one.
+fn find_init() -> Result<PathBuf, EngineError> {
+    let path = std::env::var_os("PATH").unwrap_or_else(|| "/usr/local/bin:/usr/bin:/bin".into());
+    ["docker-init", "tini-static"]
+        .iter()
+        .flat_map(|name| std::env::split_paths(&path).map(move |dir| dir.join(name)))
+        .find(|p| p.is_file())
+        .ok_or(EngineError::NoInit)
+}
+
 pub fn container_spec(input: &SpecInput<'_>) -> Result<Value, EngineError> {
     let opts = input.opts;
-    let args = process_args(input.image, opts);
+    let mut args = process_args(input.image, opts);
     if args.is_empty() {
         return Err(EngineError::NoCommand(opts.image.clone()));
+    }
+    let init = if opts.init { Some(find_init()?) } else { None };
+    if init.is_some() {
+        args.splice(0..0, [INIT_PATH.to_string(), "--".to_string()]);
     }
     let hostname = input.hostname;
     let mut env: Vec<String> = input.image.config.env.clone().unwrap_or_default();
@@ -569,6 +588,11 @@ pub fn container_spec(input: &SpecInput<'_>) -> Result<Value, EngineError> {
     }
     for m in &opts.mounts {
         extra_mounts.push(mount_flag(m)?);
+    }
+    if let Some(init) = &init {
+        extra_mounts.push(
+            json!({"destination": INIT_PATH, "type": "bind", "source": init, "options": ["bind", "ro"]}),
+        );
     }
     let mut spec = json!({
         "ociVersion": "1.2.0",
