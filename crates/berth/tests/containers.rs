@@ -448,6 +448,28 @@ fn images_in_use_are_kept() {
     b.ok(&["rm", "user"]);
     b.ok(&["image", "prune", "-a", "-f"]);
     assert_eq!(b.ok(&["images", "-q"]), "");
+
+    // A foreground `run --rm` has no record, but its image is in use too.
+    b.import_busybox("busybox");
+    let shared = b.path("shared");
+    std::fs::create_dir(&shared).unwrap();
+    let volume = format!("{}:/shared", shared.display());
+    let script = "touch /shared/running; while [ ! -e /shared/done ]; do sleep 0.05; done";
+    let mut fg = b
+        .command(&["run", "--rm", "-v", &volume, "busybox", "sh", "-c", script])
+        .spawn()
+        .unwrap();
+    wait_for("the container to run", || shared.join("running").exists());
+    let (_, err) = b.fail(&["rmi", "busybox"]);
+    assert!(err.contains("is using its referenced image"), "{err}");
+    b.ok(&["image", "prune", "-a", "-f"]);
+    assert_eq!(
+        b.ok(&["images", "--format", "{{.Repository}}"]).trim(),
+        "busybox"
+    );
+    std::fs::write(shared.join("done"), "").unwrap();
+    assert!(fg.wait().unwrap().success());
+    b.ok(&["rmi", "busybox"]);
 }
 
 #[test]

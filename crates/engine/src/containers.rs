@@ -19,6 +19,7 @@ use rustix::mount::{unmount, UnmountFlags};
 use serde::Deserialize;
 
 use crate::db::ContainerRow;
+use crate::lock::ImageUse;
 use crate::logs::{log_path, LogOptions, LogReader};
 use crate::monitor::MonitorConfig;
 use crate::run::{mount_overlay, random_id, RunOptions};
@@ -80,9 +81,11 @@ pub(crate) struct MonitorReport {
 }
 
 /// A container made on disk, not yet recorded: removed on drop unless kept.
+/// Its image cannot be removed meanwhile.
 struct Pending {
     scratch: crate::run::Scratch,
     row: ContainerRow,
+    _image_use: ImageUse,
 }
 
 /// A monitor just started: its report line(s) and, in a handshake, the
@@ -290,6 +293,7 @@ impl Engine {
                 reason: "conflicting options: --restart and --rm".into(),
             });
         }
+        let image_use = ImageUse::shared(&self.root)?;
         let image = self.resolve(&opts.image)?.id;
         let id = random_id()?;
         let name = match &opts.name {
@@ -328,7 +332,11 @@ impl Engine {
             created: now(),
             options: serde_json::to_string(opts).expect("options serialise"),
         };
-        Ok(Pending { scratch, row })
+        Ok(Pending {
+            scratch,
+            row,
+            _image_use: image_use,
+        })
     }
 
     /// A generated name no container has: docker's retry, a digit appended,
@@ -691,8 +699,34 @@ impl Engine {
     }
 
     /// The IDs of containers made from `image`.
+    /// Those recorded, and those running with `--rm` in the foreground,
+    /// which have no record: found in the mount table, as overlays on
+    /// `containers/ID/merged` whose top lower directory is the image's top
+    /// layer. (The caller holds the image-use lock: no container is
+    /// between choosing its image and being seen in one or the other.)
     pub(crate) fn containers_using(&self, image: &Digest) -> Result<Vec<String>, EngineError> {
-        self.db.containers_of_image(image)
+        let mut ids = self.db.containers_of_image(image)?;
+        if let Some(top) = self.chains_of(image)?.last() {
+            let top = self.layers.layer_dir(top).join("diff");
+            let containers = self.root.join("containers");
+            let mountinfo = fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+            for (target, options) in overlay_mounts(&mountinfo) {
+                let lower = options
+                    .split(',')
+                    .find_map(|o| o.strip_prefix("lowerdir="))
+                    .and_then(|l| l.split(':').next());
+                let id = target
+                    .strip_suffix("/merged")
+                    .and_then(|dir| Path::new(dir).strip_prefix(&containers).ok())
+                    .and_then(|id| id.to_str());
+                if let (Some(lower), Some(id)) = (lower, id) {
+                    if Path::new(lower) == top && !ids.iter().any(|i| i == id) {
+                        ids.push(id.to_string());
+                    }
+                }
+            }
+        }
+        Ok(ids)
     }
 }
 
@@ -711,6 +745,49 @@ fn dir_size(path: &Path) -> u64 {
 }
 
 /// Whether `path` is a mount point (its device differs from its parent's).
+/// The overlay mounts in a mountinfo table: (mount point, options), octal
+/// escapes of the mount point undone.
+fn overlay_mounts(mountinfo: &str) -> impl Iterator<Item = (String, &str)> {
+    mountinfo.lines().filter_map(|line| {
+        let (mount, fs) = line.split_once(" - ")?;
+        let mut fs = fs.split(' ');
+        if fs.next()? != "overlay" {
+            return None;
+        }
+        let options = fs.nth(1)?;
+        let target = mount.split(' ').nth(4)?;
+        Some((unescape_octal(target), options))
+    })
+}
+
+/// `\040` and the like, as the kernel writes spaces in mount tables.
+fn unescape_octal(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let code = bytes
+            .get(i + 1..i + 4)
+            .filter(|_| bytes[i] == b'\\')
+            .and_then(|d| {
+                std::str::from_utf8(d)
+                    .ok()
+                    .and_then(|d| u8::from_str_radix(d, 8).ok())
+            });
+        match code {
+            Some(c) => {
+                out.push(c);
+                i += 4;
+            }
+            None => {
+                out.push(bytes[i]);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
 fn is_mount_point(path: &Path) -> bool {
     use std::os::unix::fs::MetadataExt;
     match (fs::metadata(path), path.parent().map(fs::metadata)) {
@@ -822,5 +899,28 @@ impl Engine {
             relay(master);
         }
         Ok(spawned.wait()?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn overlay_mounts_are_read_from_mountinfo() {
+        let table = "\
+22 1 254:0 / / rw,relatime shared:1 - ext4 /dev/vda rw,discard
+90 22 0:50 / /s/containers/ab\\040c/merged rw,relatime - overlay overlay rw,lowerdir=/s/layers/x/diff:/s/layers/y/diff,upperdir=/u,workdir=/w
+91 22 0:51 / /proc rw - proc proc rw";
+        let mounts: Vec<(String, &str)> = overlay_mounts(table).collect();
+        assert_eq!(mounts.len(), 1);
+        assert_eq!(mounts[0].0, "/s/containers/ab c/merged");
+        assert!(mounts[0].1.contains("lowerdir=/s/layers/x/diff:"));
+    }
+
+    #[test]
+    fn octal_escapes_are_undone() {
+        assert_eq!(unescape_octal(r"a\040b\011c\134"), "a b\tc\\");
+        assert_eq!(unescape_octal(r"no\escape\9"), r"no\escape\9");
     }
 }

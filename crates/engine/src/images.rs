@@ -285,6 +285,7 @@ impl Engine {
         force: bool,
     ) -> Result<Vec<Removed>, EngineError> {
         let lock = self.lock()?;
+        let _image_use = crate::lock::ImageUse::exclusive(&self.root)?;
         let mut out = Vec::new();
         for name in names {
             out.extend(self.remove_one_locked(&lock, name, force)?);
@@ -372,6 +373,7 @@ impl Engine {
     /// references (left by an interrupted command).
     pub fn prune_images(&mut self, all: bool) -> Result<PruneReport, EngineError> {
         let lock = self.lock()?;
+        let _image_use = crate::lock::ImageUse::exclusive(&self.root)?;
         let mut report = PruneReport::default();
         for row in self.db.images()? {
             let tags = self.db.tags_of(&row.id)?;

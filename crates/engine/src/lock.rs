@@ -60,3 +60,41 @@ fn sweep(scratch: &Path) {
         }
     }
 }
+
+/// The image-use lock: a `flock` on `<root>/images.lock`, apart from the
+/// store lock so that making a container never waits for a pull. A
+/// container being made holds it shared from the moment it looks its image
+/// up until the container is recorded (or, for `run --rm`, until its
+/// overlay is mounted); `rmi` and `image prune` hold it exclusive while
+/// they decide which images are in use and remove the others. So an image
+/// is never removed under a container that has chosen it but is not yet
+/// to be seen.
+pub struct ImageUse {
+    _file: File,
+}
+
+impl ImageUse {
+    pub fn shared(root: &Path) -> Result<Self, EngineError> {
+        Self::acquire(root, FlockOperation::LockShared)
+    }
+
+    pub fn exclusive(root: &Path) -> Result<Self, EngineError> {
+        Self::acquire(root, FlockOperation::LockExclusive)
+    }
+
+    fn acquire(root: &Path, op: FlockOperation) -> Result<Self, EngineError> {
+        let path = root.join("images.lock");
+        let io_err = |source| EngineError::Io {
+            path: path.clone(),
+            source,
+        };
+        let file = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(io_err)?;
+        flock(&file, op).map_err(|e| io_err(e.into()))?;
+        Ok(ImageUse { _file: file })
+    }
+}

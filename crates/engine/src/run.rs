@@ -306,9 +306,12 @@ impl Engine {
         opts: &RunOptions,
         terminal: Option<&mut dyn FnMut(fs::File)>,
     ) -> Result<i32, EngineError> {
+        let image_use = crate::lock::ImageUse::shared(&self.root)?;
         let image = self.resolve(&opts.image)?.id;
         let id = random_id()?;
         let scratch = self.prepare_container(&id, &image, opts)?;
+        // Mounted: `rmi` sees the container in the mount table from now on.
+        drop(image_use);
         let state = self.root.join("runtime");
         // The runtime sends the pty master over a unix socket, whose path
         // must fit in 108 bytes (the store's may not): a short temp dir.
