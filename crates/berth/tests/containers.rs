@@ -946,3 +946,66 @@ fn processes_start_with_default_signals() {
     assert_eq!(b.ok(&["logs", "sig2"]), want);
     b.ok(&["rm", "-f", "sig", "sig2"]);
 }
+
+/// Sets a directory's modification time `secs` into the past.
+fn age(dir: &std::path::Path, secs: u64) {
+    let then = std::time::SystemTime::now() - Duration::from_secs(secs);
+    std::fs::File::open(dir)
+        .unwrap()
+        .set_modified(then)
+        .unwrap();
+}
+
+#[test]
+fn a_half_made_container_is_swept_but_a_running_rm_one_is_not() {
+    let b = Berth::new();
+    b.import_busybox("busybox");
+    let containers = b.root().join("containers");
+    // What a berth killed while making a container leaves: a directory
+    // with its overlay mounted, no record, no monitor.
+    let orphan = containers.join("0".repeat(64));
+    for sub in ["upper", "work", "merged", "lower"] {
+        std::fs::create_dir_all(orphan.join(sub)).unwrap();
+    }
+    let options = format!(
+        "lowerdir={0}/lower,upperdir={0}/upper,workdir={0}/work",
+        orphan.display()
+    );
+    let merged = orphan.join("merged");
+    assert!(std::process::Command::new("mount")
+        .args(["-t", "overlay", "overlay", "-o", &options])
+        .arg(&merged)
+        .status()
+        .unwrap()
+        .success());
+    age(&orphan, 120);
+    // A foreground run --rm, as old: no record, no monitor, but running.
+    let shared = b.path("shared");
+    std::fs::create_dir(&shared).unwrap();
+    let volume = format!("{}:/shared", shared.display());
+    let script = "echo kept > /written; touch /shared/running; \
+                  while [ ! -e /shared/done ]; do sleep 0.05; done; cat /written";
+    let fg = b
+        .command(&["run", "--rm", "-v", &volume, "busybox", "sh", "-c", script])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_for("the container to run", || shared.join("running").exists());
+    let running: Vec<_> = list_dir(&containers)
+        .into_iter()
+        .filter(|d| *d != "0".repeat(64))
+        .collect();
+    assert_eq!(running.len(), 1, "{running:?}");
+    age(&containers.join(&running[0]), 120);
+
+    b.ok(&["create", "--name", "sweeper", "busybox", "true"]);
+    assert!(!orphan.exists(), "the orphan is still there");
+    assert_eq!(mounts_under(&orphan), 0);
+    assert!(containers.join(&running[0]).exists());
+    std::fs::write(shared.join("done"), "").unwrap();
+    let out = fg.wait_with_output().unwrap();
+    assert!(out.status.success());
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "kept\n");
+    b.ok(&["rm", "sweeper"]);
+    assert!(list_dir(&containers).is_empty());
+}

@@ -397,8 +397,9 @@ impl Engine {
         })
     }
 
-    /// Removes container directories that have no record and no live
-    /// monitor and are older than a minute (a create takes well under a
+    /// Removes container directories that have no record, no live monitor
+    /// and no live process (a foreground `run --rm` has neither record nor
+    /// monitor) and are older than a minute (a create takes well under a
     /// second): what a berth killed while making one left.
     fn sweep_orphans(&mut self) -> Result<(), EngineError> {
         let dir = self.root.join("containers");
@@ -413,7 +414,15 @@ impl Engine {
                 .metadata()
                 .and_then(|m| m.modified())
                 .is_ok_and(|t| t.elapsed().is_ok_and(|e| e > Duration::from_secs(60)));
-            if known.contains(&name) || !old || RunState::load(&entry.path())?.monitor_alive() {
+            let running = || {
+                berth_runtime::state::Container::load(&self.runtime_root(), &name)
+                    .is_ok_and(|c| c.alive())
+            };
+            if known.contains(&name)
+                || !old
+                || RunState::load(&entry.path())?.monitor_alive()
+                || running()
+            {
                 continue;
             }
             tracing::info!(container = %name, "removing a container left half-made");
