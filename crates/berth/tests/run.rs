@@ -462,6 +462,49 @@ fn seccomp_profiles_and_privileged() {
         "Seccomp:\t2\nuserns\nmounted\n"
     );
     assert_eq!(run(&["--privileged"]), "Seccomp:\t0\nuserns\nmounted\n");
+    // The compiled filters are kept, one per profile; one that is not
+    // this profile's is never taken (the whole key is checked).
+    let cache = b.root().join("seccomp");
+    assert_eq!(list_dir(&cache).len(), 2, "{:?}", list_dir(&cache));
+    for f in list_dir(&cache) {
+        std::fs::write(cache.join(f), b"\x02\0\0\0{}garbage").unwrap();
+    }
+    assert_eq!(run(&[]), "Seccomp:\t2\nno-userns\nno-mount\n");
+
+    // An allow-list, as docker's: a syscall not on it gets EPERM where the
+    // kernel would say ENOSYS; clone3 gets ENOSYS (libc falls back to
+    // clone, whose flags the filter sees).
+    let probe_c = b.path("probe.c");
+    std::fs::write(
+        &probe_c,
+        "#include <errno.h>\n#include <stdio.h>\n#include <unistd.h>\n#include <sys/syscall.h>\n\
+         int main(void) {\n\
+           long r = syscall(1000); printf(\"%ld %d\\n\", r, errno);\n\
+           r = syscall(SYS_clone3, 0, 0); printf(\"%ld %d\\n\", r, errno);\n\
+           return 0;\n}\n",
+    )
+    .unwrap();
+    let built = std::process::Command::new("gcc")
+        .args(["-static", "-O", "-o"])
+        .arg(b.path("probe"))
+        .arg(&probe_c)
+        .status()
+        .unwrap();
+    assert!(built.success());
+    let volume = format!("{}:/probe:ro", b.path("probe").display());
+    let out = b.ok(&["run", "--rm", "-v", &volume, "busybox", "/probe"]);
+    assert_eq!(out, "-1 1\n-1 38\n");
+    let out = b.ok(&[
+        "run",
+        "--rm",
+        "--security-opt",
+        "seccomp=unconfined",
+        "-v",
+        &volume,
+        "busybox",
+        "/probe",
+    ]);
+    assert!(out.starts_with("-1 38\n"), "{out}");
     // A profile of the user's own.
     let profile = b.path("no-mkdir.json");
     std::fs::write(

@@ -893,6 +893,7 @@ impl Engine {
             detach: opts.detach,
             pid_file: None,
             console_socket: console.as_ref().map(|c| c.path.clone()),
+            seccomp_cache: Some(crate::seccomp::cache_dir(&self.root)),
         };
         let spawn = || berth_runtime::exec::spawn(&runtime, &c.id, &exec);
         let spawned = if opts.interactive && !opts.detach {

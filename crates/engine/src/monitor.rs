@@ -297,6 +297,7 @@ impl Monitor {
                     &CreateOptions {
                         die_with_parent: true,
                         console_socket: console.as_ref().map(|c| c.path.clone()),
+                        seccomp_cache: Some(crate::seccomp::cache_dir(&self.root)),
                         ..CreateOptions::default()
                     },
                 )

@@ -321,6 +321,7 @@ impl Engine {
         };
         let create_opts = CreateOptions {
             console_socket: console.as_ref().map(|c| c.path.clone()),
+            seccomp_cache: Some(crate::seccomp::cache_dir(&self.root)),
             ..CreateOptions::default()
         };
         // Without -i the process reads /dev/null, as docker's does.

@@ -31,6 +31,8 @@ pub struct CreateOptions {
     /// dies: a monitor killed (as a reboot would) takes its container
     /// with it, rather than leaving one nobody watches.
     pub die_with_parent: bool,
+    /// Where compiled seccomp filters are kept between runs.
+    pub seccomp_cache: Option<PathBuf>,
 }
 
 /// Creates container `id` from `bundle`: when this returns, its process
@@ -156,7 +158,7 @@ fn spawn(
     let seccomp = cfg
         .seccomp
         .as_ref()
-        .map(crate::seccomp::compile)
+        .map(|s| crate::seccomp::filter(s, opts.seccomp_cache.as_deref()))
         .transpose()?;
     let (parent_ch, child_ch) = sync::pair().map_err(|e| io("socketpair", dir)(e))?;
     // Step 2: the child starts in its new namespaces.

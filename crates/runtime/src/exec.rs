@@ -44,6 +44,8 @@ pub struct ExecOptions {
     pub pid_file: Option<PathBuf>,
     /// Receives the pty master when the process has a terminal.
     pub console_socket: Option<PathBuf>,
+    /// Where compiled seccomp filters are kept between runs.
+    pub seccomp_cache: Option<PathBuf>,
 }
 
 /// The container's config with `args` (and overrides) in place of its
@@ -108,7 +110,7 @@ pub fn spawn(root: &Path, id: &str, opts: &ExecOptions) -> Result<Spawned, Runti
     let seccomp = cfg
         .seccomp
         .as_ref()
-        .map(crate::seccomp::compile)
+        .map(|s| crate::seccomp::filter(s, opts.seccomp_cache.as_deref()))
         .transpose()?;
     let mut join = Vec::new();
     for kind in JOIN_ORDER {
@@ -199,7 +201,7 @@ fn joiner(
     join: &[(NsKind, OwnedFd)],
     cgroup: &crate::cgroups::Cgroup,
     p: &Process,
-    seccomp: Option<&libseccomp::ScmpFilterContext>,
+    seccomp: Option<&crate::seccomp::Filter>,
     console: Option<&OwnedFd>,
     ch: Channel,
     detach: bool,
@@ -260,7 +262,7 @@ fn joiner(
 
 fn exec_process(
     p: &Process,
-    seccomp: Option<&libseccomp::ScmpFilterContext>,
+    seccomp: Option<&crate::seccomp::Filter>,
     console: Option<&OwnedFd>,
 ) -> Result<std::convert::Infallible, ChildError> {
     if let Some(console) = console {
@@ -279,7 +281,7 @@ fn exec_process(
         match seccomp {
             Some(f) => f
                 .load()
-                .map_err(|e| ChildError::new("seccomp", format!("loading the filter: {e}"))),
+                .map_err(|e| ChildError::io("seccomp", "loading the filter", e)),
             None => Ok(()),
         }
     };

@@ -30,7 +30,7 @@ pub(crate) struct InitArgs<'a> {
     pub join: Vec<(NsKind, OwnedFd)>,
     pub new_userns: bool,
     /// The compiled seccomp filter, to load last.
-    pub seccomp: Option<libseccomp::ScmpFilterContext>,
+    pub seccomp: Option<crate::seccomp::Filter>,
     pub die_with_parent: bool,
 }
 
@@ -211,7 +211,7 @@ fn init(a: &InitArgs<'_>) -> Result<Infallible, ChildError> {
         match &a.seccomp {
             Some(filter) => filter
                 .load()
-                .map_err(|e| ChildError::new("seccomp", format!("loading the filter: {e}"))),
+                .map_err(|e| ChildError::io("seccomp", "loading the filter", e)),
             None => Ok(()),
         }
     };

@@ -1,18 +1,24 @@
 //! The OCI seccomp section, compiled to a BPF filter with libseccomp (in
 //! the parent, step 1) and loaded by the child as late as it can be
-//! (step 11).
+//! (step 11). libseccomp takes tens of milliseconds to compile a long
+//! allow-list for three architectures, so a caller may keep compiled
+//! filters in a cache directory, each under the hash of its profile and
+//! libseccomp's version, and taken only if the whole key matches.
 
+use std::hash::{Hash, Hasher};
+use std::io::{Read, Seek, Write};
+use std::path::Path;
 use std::str::FromStr;
 
 use libseccomp::{
     ScmpAction, ScmpArch, ScmpArgCompare, ScmpCompareOp, ScmpFilterContext, ScmpSyscall,
 };
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::config::ConfigError;
 
 /// `linux.seccomp`, field for field as the OCI spec writes it.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Seccomp {
     pub default_action: String,
@@ -24,7 +30,7 @@ pub struct Seccomp {
     pub syscalls: Vec<SyscallRule>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct SyscallRule {
     pub names: Vec<String>,
@@ -35,7 +41,7 @@ pub struct SyscallRule {
     pub args: Vec<Arg>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Arg {
     pub index: u32,
@@ -70,6 +76,62 @@ fn compare(a: &Arg) -> Result<ScmpArgCompare, ConfigError> {
         ),
         op => ScmpArgCompare::new(a.index, op, a.value),
     })
+}
+
+/// A compiled filter: its BPF program, as the kernel takes it.
+pub struct Filter(Vec<u8>);
+
+impl Filter {
+    /// Installs it on the calling thread (the container's process).
+    pub fn load(&self) -> std::io::Result<()> {
+        berth_sys::seccomp_set_filter(&self.0)
+    }
+}
+
+/// The filter for `s`: from `cache` when it holds one compiled from the
+/// same profile by the same libseccomp, else compiled (and kept there).
+pub fn filter(s: &Seccomp, cache: Option<&Path>) -> Result<Filter, ConfigError> {
+    let Some(cache) = cache else {
+        return export(&compile(s)?).map(Filter);
+    };
+    let version = libseccomp::ScmpVersion::current()
+        .map(|v| format!("{}.{}.{}", v.major, v.minor, v.micro))
+        .unwrap_or_default();
+    let key = serde_json::to_vec(&(version, s)).expect("a profile serialises");
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    key.hash(&mut hasher);
+    let path = cache.join(format!("{:016x}", hasher.finish()));
+    // The file: the key's length (u32 LE), the key, the program.
+    if let Ok(bytes) = std::fs::read(&path) {
+        let stored = bytes
+            .get(..4)
+            .map(|n| u32::from_le_bytes([n[0], n[1], n[2], n[3]]) as usize)
+            .and_then(|n| Some((bytes.get(4..4 + n)?, bytes.get(4 + n..)?)));
+        if let Some((_, program)) = stored.filter(|(k, _)| *k == key.as_slice()) {
+            return Ok(Filter(program.to_vec()));
+        }
+    }
+    let program = export(&compile(s)?)?;
+    // Kept only if it can be: a cache that cannot be written is no error.
+    let _ = std::fs::create_dir_all(cache).and_then(|()| {
+        let mut tmp = tempfile::NamedTempFile::new_in(cache)?;
+        tmp.write_all(&(key.len() as u32).to_le_bytes())?;
+        tmp.write_all(&key)?;
+        tmp.write_all(&program)?;
+        tmp.persist(&path).map_err(|e| e.error).map(drop)
+    });
+    Ok(Filter(program))
+}
+
+/// The BPF program libseccomp generates for `ctx`.
+fn export(ctx: &ScmpFilterContext) -> Result<Vec<u8>, ConfigError> {
+    let mut file = tempfile::tempfile().map_err(bad)?;
+    ctx.export_bpf(&mut file).map_err(bad)?;
+    let mut program = Vec::new();
+    file.rewind()
+        .and_then(|()| file.read_to_end(&mut program))
+        .map_err(bad)?;
+    Ok(program)
 }
 
 /// Builds the filter. Syscall names this libseccomp does not know are

@@ -340,6 +340,44 @@ pub fn execve(path: &CStr, argv: &[CString], envp: &[CString]) -> io::Error {
     io::Error::last_os_error()
 }
 
+/// Installs a seccomp filter on the calling thread:
+/// `seccomp(SECCOMP_SET_MODE_FILTER, 0, program)`, `program` being the BPF
+/// instructions as libseccomp exports them (8 bytes each, native order).
+pub fn seccomp_set_filter(program: &[u8]) -> io::Result<()> {
+    let count = program.len() / 8;
+    if !program.len().is_multiple_of(8) || count == 0 || count > usize::from(u16::MAX) {
+        return Err(io::ErrorKind::InvalidInput.into());
+    }
+    let filters: Vec<libc::sock_filter> = program
+        .chunks_exact(8)
+        .map(|i| libc::sock_filter {
+            code: u16::from_ne_bytes([i[0], i[1]]),
+            jt: i[2],
+            jf: i[3],
+            k: u32::from_ne_bytes([i[4], i[5], i[6], i[7]]),
+        })
+        .collect();
+    let prog = libc::sock_fprog {
+        len: count as u16,
+        filter: filters.as_ptr().cast_mut(),
+    };
+    // SAFETY: `prog` points at `filters`, `count` valid instructions that
+    // outlive the call; the kernel copies the program and keeps no pointer.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_seccomp,
+            libc::SECCOMP_SET_MODE_FILTER,
+            0,
+            &prog as *const libc::sock_fprog,
+        )
+    };
+    if ret == -1 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(())
+    }
+}
+
 /// `fexecve(3)` through `execveat(fd, "", ..., AT_EMPTY_PATH)`; returns
 /// only on failure.
 pub fn fexecve(fd: BorrowedFd<'_>, argv: &[CString], envp: &[CString]) -> io::Error {

@@ -330,6 +330,7 @@ fn exec(root: &Path, a: &ExecArgs) -> Result<u8, RuntimeError> {
             detach: a.detach,
             pid_file: a.pid_file.clone(),
             console_socket: a.console_socket.clone(),
+            seccomp_cache: None,
         },
     )?;
     Ok(u8::try_from(code).unwrap_or(255))
