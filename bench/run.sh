@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Benchmark: `berth run --rm IMAGE true` end to end (CLI start to exit) on
-# a busybox image imported offline, against the bare `berth-runtime run`
-# of a bundle with the same rootfs and, when installed, `podman run --rm`
-# (with runc: crun refuses this machine's hybrid cgroups). Medians from
+# a busybox image imported offline, against the bare `berth-runtime run`,
+# `runc run` and `crun run` of a bundle with the same rootfs and, when
+# installed, `podman run --rm` (with runc: crun refuses this machine's
+# hybrid cgroups). Medians from
 # hyperfine, in one run. Needs root, busybox-static, hyperfine and a
 # release build. Not a test.
 set -euo pipefail
@@ -26,13 +27,17 @@ ln -s busybox "$work/rootfs/bin/sh"
 tar -C "$work/rootfs" -cf "$work/rootfs.tar" .
 "$berth" --root "$work/store" import "$work/rootfs.tar" bench/busybox >/dev/null
 
+# The bare runtimes' bundle: the same files as a plain directory (runc
+# refuses a symlinked rootfs), the spec's defaults, OCI 1.0.2 (crun 1.8
+# knows no later one).
 mkdir -p "$work/bundle"
-ln -s "$work/rootfs" "$work/bundle/rootfs"
+cp -a "$work/rootfs" "$work/bundle/rootfs"
 (cd "$work/bundle" && "$runtime" spec)
 python3 - "$work/bundle/config.json" <<'PY'
 import json, sys
 p = sys.argv[1]
 c = json.load(open(p))
+c["ociVersion"] = "1.0.2"
 c["process"]["terminal"] = False
 c["process"]["args"] = ["true"]
 c["linux"]["cgroupsPath"] = "berth/bench-bundle"
@@ -41,6 +46,16 @@ PY
 
 cmds=(-n "berth run --rm" "$berth --root $work/store run --rm bench/busybox true"
       -n "berth-runtime run" "$runtime --root $work/state run --bundle $work/bundle bench")
+# The bare peers, when they can run containers on this machine (crun 1.8
+# refuses a hybrid cgroup layout whose cgroup2 holds a controller).
+for peer in runc crun; do
+  command -v "$peer" >/dev/null || { echo "# $peer: not installed" >&2; continue; }
+  if "$peer" --root "$work/$peer-state" run --bundle "$work/bundle" "bench-$peer" >/dev/null 2>"$work/$peer.err"; then
+    cmds+=(-n "$peer run" "$peer --root $work/$peer-state run --bundle $work/bundle bench-$peer")
+  else
+    echo "# $peer cannot run containers here: $(tail -1 "$work/$peer.err")" >&2
+  fi
+done
 if command -v podman >/dev/null; then
   # podman asks for nofile above this machine's hard limit unless told
   # otherwise, and then cannot start anything.

@@ -1009,3 +1009,43 @@ fn a_half_made_container_is_swept_but_a_running_rm_one_is_not() {
     b.ok(&["rm", "sweeper"]);
     assert!(list_dir(&containers).is_empty());
 }
+
+#[test]
+fn a_killed_foreground_run_rm_takes_its_container_with_it() {
+    let b = Berth::new();
+    b.import_busybox("busybox");
+    let shared = b.path("shared");
+    std::fs::create_dir(&shared).unwrap();
+    let volume = format!("{}:/shared", shared.display());
+    let mut fg = b
+        .command(&[
+            "run",
+            "--rm",
+            "-v",
+            &volume,
+            "busybox",
+            "sh",
+            "-c",
+            "touch /shared/running; sleep 100",
+        ])
+        .spawn()
+        .unwrap();
+    wait_for("the container to run", || shared.join("running").exists());
+    let containers = b.root().join("containers");
+    let id = list_dir(&containers).pop().unwrap();
+    let procs = format!("/sys/fs/cgroup/pids/berth/{id}/cgroup.procs");
+    assert!(!std::fs::read_to_string(&procs).unwrap().trim().is_empty());
+    // Our own child, by its PID.
+    fg.kill().unwrap();
+    fg.wait().unwrap();
+    wait_for("the container's processes to end", || {
+        std::fs::read_to_string(&procs).map_or(true, |p| p.trim().is_empty())
+    });
+    // What berth left is swept once it is old enough.
+    age(&containers.join(&id), 120);
+    b.ok(&["create", "--name", "sweeper", "busybox", "true"]);
+    assert!(!containers.join(&id).exists());
+    assert!(cgroup_dirs(&id).is_empty(), "{:?}", cgroup_dirs(&id));
+    assert_eq!(mounts_under(&containers.join(&id)), 0);
+    b.ok(&["rm", "sweeper"]);
+}

@@ -319,9 +319,15 @@ impl Engine {
             (true, Some(_)) => Some(ConsoleSocket::new()?),
             _ => None,
         };
+        // The container dies with berth: nothing runs unwatched, and no
+        // process of the container outlives every process executing
+        // berth's binary (which the kernel keeps unwritable while one
+        // runs: a container that re-executes /proc/self/exe can never
+        // write to it, the attack sealed runtimes guard against).
         let create_opts = CreateOptions {
             console_socket: console.as_ref().map(|c| c.path.clone()),
             seccomp_cache: Some(crate::seccomp::cache_dir(&self.root)),
+            die_with_parent: true,
             ..CreateOptions::default()
         };
         // Without -i the process reads /dev/null, as docker's does.

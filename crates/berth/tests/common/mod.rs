@@ -31,6 +31,15 @@ impl Drop for Berth {
                     let _ = self.command(&["rm", "-f", id]).output();
                 }
             }
+            // Containers without a record (a foreground `run --rm` whose
+            // berth a failing test left or killed): their cgroups.
+            for entry in std::fs::read_dir(&containers)
+                .into_iter()
+                .flatten()
+                .flatten()
+            {
+                remove_container_cgroups(&entry.file_name().to_string_lossy());
+            }
         }
         let prefix = self.dir.path().display().to_string();
         let mut mounts: Vec<String> = std::fs::read_to_string("/proc/self/mountinfo")
@@ -44,6 +53,29 @@ impl Drop for Berth {
         for m in mounts {
             let _ = Command::new("umount").arg("-l").arg(&m).status();
         }
+    }
+}
+
+/// Ends the processes in container `id`'s cgroups (the test's container:
+/// berth's own subtree, by PID) and removes the cgroups.
+fn remove_container_cgroups(id: &str) {
+    let Ok(hierarchies) = std::fs::read_dir("/sys/fs/cgroup") else {
+        return;
+    };
+    for h in hierarchies.flatten() {
+        let dir = h.path().join("berth").join(id);
+        let procs = dir.join("cgroup.procs");
+        for _ in 0..100 {
+            let pids = std::fs::read_to_string(&procs).unwrap_or_default();
+            if pids.trim().is_empty() {
+                break;
+            }
+            for pid in pids.split_whitespace() {
+                let _ = Command::new("kill").args(["-KILL", pid]).status();
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        let _ = std::fs::remove_dir(&dir);
     }
 }
 
