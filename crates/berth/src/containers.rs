@@ -393,11 +393,7 @@ pub fn ps(engine: &mut Engine, a: &PsArgs) -> Result<(), CliError> {
     let rows: Vec<PsRow> = kept
         .iter()
         .map(|c| {
-            let command = c
-                .spec()
-                .map(|s| c.command(&s))
-                .unwrap_or_default()
-                .join(" ");
+            let command = c.command().unwrap_or_default().join(" ");
             let command = if a.no_trunc || command.chars().count() <= 20 {
                 format!("\"{command}\"")
             } else {

@@ -64,6 +64,13 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(CliError::Reported) => ExitCode::from(failure),
         Err(CliError::Exit(code)) => ExitCode::from(code),
+        // The reader went away (`berth ps | head -1`): quietly, with the
+        // status a shell gives a program SIGPIPE ends, as docker's.
+        Err(CliError::Format(format::FormatError::Write(e)))
+            if e.kind() == std::io::ErrorKind::BrokenPipe =>
+        {
+            ExitCode::from(141)
+        }
         Err(e) => {
             eprintln!("Error: {}", explain(&e, &root));
             ExitCode::from(match e {

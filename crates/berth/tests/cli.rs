@@ -92,3 +92,20 @@ fn root_comes_from_the_environment_too() {
     assert_success(&out, &["images", "-q"]);
     assert_eq!(String::from_utf8_lossy(&out.stdout).lines().count(), 1);
 }
+
+#[test]
+fn a_reader_gone_ends_a_listing_quietly() {
+    let b = Berth::new();
+    b.import_busybox("busybox");
+    // `berth images | true`: the pipe's reader is gone before berth writes.
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let out = b
+        .command(&["images"])
+        .stdout(writer)
+        .stderr(std::process::Stdio::piped())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(141));
+    assert_eq!(String::from_utf8_lossy(&out.stderr), "");
+}

@@ -81,7 +81,7 @@ fn details(c: &Container, spec: &Value, image_dirs: &Option<berth_storage::Image
     let o = &c.options;
     let s = &c.state;
     let process = &spec["process"];
-    let args = c.command(spec);
+    let args = c.command().unwrap_or_default();
     let dir = c.dir.display().to_string();
     let (restart_name, restart_max) = match Policy::parse(o.restart.as_deref()) {
         Ok(Policy::OnFailure(n)) => ("on-failure", n.unwrap_or(0)),

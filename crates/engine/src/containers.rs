@@ -51,17 +51,30 @@ impl Container {
     }
 
     /// The container's command as the user sees it (`inspect`'s Path and
-    /// Args, `ps`'s COMMAND): its process's arguments in `spec`, without
-    /// `--init`'s init in front.
-    pub fn command(&self, spec: &serde_json::Value) -> Vec<String> {
-        let args: Vec<String> =
-            serde_json::from_value(spec["process"]["args"].clone()).unwrap_or_default();
-        match args.get(..2) {
+    /// Args, `ps`'s COMMAND): its process's arguments, without `--init`'s
+    /// init in front. Only they are taken from the config (`ps` reads one
+    /// a container, and a config holds the whole seccomp profile).
+    pub fn command(&self) -> Result<Vec<String>, EngineError> {
+        #[derive(Deserialize)]
+        struct Spec {
+            process: Process,
+        }
+        #[derive(Deserialize)]
+        struct Process {
+            #[serde(default)]
+            args: Vec<String>,
+        }
+        let path = self.dir.join("config.json");
+        let bytes = fs::read(&path).map_err(|source| EngineError::Io { path, source })?;
+        let args = serde_json::from_slice::<Spec>(&bytes)
+            .map(|s| s.process.args)
+            .unwrap_or_default();
+        Ok(match args.get(..2) {
             Some([init, dashes]) if init == crate::spec::INIT_PATH && dashes == "--" => {
                 args[2..].to_vec()
             }
             _ => args,
-        }
+        })
     }
 
     pub fn log_path(&self) -> PathBuf {
