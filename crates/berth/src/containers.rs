@@ -25,9 +25,14 @@ pub fn start(engine: &mut Engine, a: &StartArgs) -> Result<(), CliError> {
                 "you cannot start and attach multiple containers at once".to_string(),
             ));
         };
+        if engine.container(name)?.options.tty {
+            return crate::run::start_attached(engine, name, a.interactive);
+        }
+        // Its output from this start on, even if it has already ended.
         let (_, _, output) = engine.container_logs(name)?;
         let c = engine.start_container(name)?;
-        return crate::run::attach_to(engine, &c.id, Some(output), a.interactive);
+        let code = crate::run::follow_to_end(engine, &c.id, output, a.interactive)?;
+        return Err(CliError::Exit(u8::try_from(code).unwrap_or(255)));
     }
     each(&a.containers, |n| {
         engine.start_container(n).map(|_| Some(n.to_string()))
@@ -35,7 +40,7 @@ pub fn start(engine: &mut Engine, a: &StartArgs) -> Result<(), CliError> {
 }
 
 pub fn attach(engine: &mut Engine, a: &AttachArgs) -> Result<(), CliError> {
-    crate::run::attach_to(engine, &a.container, None, !a.no_stdin)
+    crate::run::attach_to(engine, &a.container, !a.no_stdin)
 }
 
 pub fn stop(engine: &mut Engine, a: &StopArgs) -> Result<(), CliError> {

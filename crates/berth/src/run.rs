@@ -53,6 +53,11 @@ fn options(a: &RunArgs) -> Result<RunOptions, CliError> {
         log_opts: a.log_opt.clone(),
         interactive: a.interactive,
         detach: a.detach,
+        console_size: a
+            .tty
+            .then(|| rustix::termios::tcgetwinsize(std::io::stdin()).ok())
+            .flatten()
+            .map(|w| [w.ws_row, w.ws_col]),
         tty: a.tty,
         command: a.command.clone(),
         entrypoint: a.entrypoint.clone(),
@@ -137,8 +142,10 @@ pub fn create(engine: &mut Engine, files: &Files, a: &RunArgs) -> Result<(), Cli
 pub fn run(engine: &mut Engine, files: &Files, a: &RunArgs) -> Result<(), CliError> {
     let opts = options(a)?;
     pull_if_needed(engine, files, a)?;
-    if opts.auto_remove && !a.detach {
+    if opts.auto_remove && !a.detach && !opts.tty {
         // The fast path: the runtime in-process, no record, no monitor.
+        // (With a terminal the monitor holds it, so that the detach keys
+        // can leave the container running.)
         let mut relay = |master| crate::terminal::relay(master, opts.interactive);
         let terminal: Option<&mut dyn FnMut(std::fs::File)> =
             if opts.tty { Some(&mut relay) } else { None };
@@ -153,48 +160,62 @@ pub fn run(engine: &mut Engine, files: &Files, a: &RunArgs) -> Result<(), CliErr
         return Ok(());
     }
     let id = engine.create_container(&opts).map_err(failed)?;
+    if opts.tty {
+        return start_attached(engine, &id, opts.interactive);
+    }
     let (_, _, output) = engine.container_logs(&id)?;
     engine.start_container(&id).map_err(failed)?;
-    if opts.tty {
-        return attach_to(engine, &id, Some(output), opts.interactive);
-    }
     // In the foreground: what the container prints, until it exits.
     let code = follow_to_end(engine, &id, output, opts.interactive)?;
     Err(CliError::Exit(u8::try_from(code).unwrap_or(255)))
 }
 
-/// Attaches to a running container (its terminal, or its output); exits
-/// with its code, or 0 when the user detached. A container just started
-/// (`run`, `start -a`) comes with its log as it was before, so that what
-/// it printed since is shown even if it has already ended; otherwise
-/// (`attach`) only what comes is, as docker's. With `input`, berth's stdin
-/// goes to the container's (if it has one open: `-i`).
-pub fn attach_to(
-    engine: &mut Engine,
-    name: &str,
-    started_at: Option<LogReader>,
-    input: bool,
-) -> Result<(), CliError> {
-    let (c, tty) = engine.attach_target(name, started_at.is_some())?;
-    if !tty || !c.state.status.is_active() {
-        let output = match started_at {
-            Some(output) => output,
-            None => engine.container_logs(&c.id)?.2,
-        };
+/// Starts a container with a terminal and attaches to it (connected
+/// before its process runs); exits with its code, or 0 when the user
+/// detached.
+pub fn start_attached(engine: &mut Engine, name: &str, input: bool) -> Result<(), CliError> {
+    let (c, sock) = engine.start_attached(name).map_err(failed)?;
+    on_terminal(engine, &c, sock, input)
+}
+
+/// Attaches to a running container (its terminal, or its output from now
+/// on, as docker's); exits with its code, or 0 when the user detached.
+/// With `input`, berth's stdin goes to the container's (if it has one
+/// open: `-i`).
+pub fn attach_to(engine: &mut Engine, name: &str, input: bool) -> Result<(), CliError> {
+    let (c, tty) = engine.attach_target(name)?;
+    if !tty {
+        let (_, _, output) = engine.container_logs(&c.id)?;
         let code = follow_to_end(engine, &c.id, output, input)?;
         return Err(CliError::Exit(u8::try_from(code).unwrap_or(255)));
     }
-    match crate::terminal::attach(&c.dir, input).map_err(|source| CliError::Io {
+    let sock = berth_engine::attach::connect(&c.dir).map_err(|source| socket_err(&c, source))?;
+    on_terminal(engine, &c, sock, input)
+}
+
+fn socket_err(c: &berth_engine::Container, source: std::io::Error) -> CliError {
+    CliError::Io {
         path: c
             .dir
             .join(berth_engine::attach::SOCKET)
             .display()
             .to_string(),
         source,
-    })? {
+    }
+}
+
+/// The user's terminal on the container's until it ends or the user
+/// detaches.
+fn on_terminal(
+    engine: &mut Engine,
+    c: &berth_engine::Container,
+    sock: std::os::unix::net::UnixStream,
+    input: bool,
+) -> Result<(), CliError> {
+    match crate::terminal::attach(sock, input).map_err(|source| socket_err(c, source))? {
         crate::terminal::Attached::Detached => Ok(()),
         crate::terminal::Attached::Ended => {
-            let code = engine.wait_container(&c.id)?;
+            let code = engine.exit_code_after_attach(&c.id)?;
             Err(CliError::Exit(u8::try_from(code).unwrap_or(255)))
         }
     }

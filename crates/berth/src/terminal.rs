@@ -103,11 +103,10 @@ pub enum Attached {
 const CTRL_P: u8 = 0x10;
 const CTRL_Q: u8 = 0x11;
 
-/// Attaches the user's terminal to a running container's, through its
-/// monitor's socket in `dir`; what the user types goes in with `input`.
-pub fn attach(dir: &std::path::Path, input: bool) -> io::Result<Attached> {
+/// Attaches the user's terminal to a running container's, through `sock`
+/// (connected to its monitor); what the user types goes in with `input`.
+pub fn attach(mut sock: UnixStream, input: bool) -> io::Result<Attached> {
     use berth_engine::attach::{frame, resize_frame, KEYS};
-    let mut sock = berth_engine::attach::connect(dir)?;
     let raw = if input { RawMode::enter() } else { None };
     let send_size = |sock: &mut UnixStream| {
         if let Ok(ws) = tcgetwinsize(io::stdin()) {

@@ -379,6 +379,24 @@ fn run_it_gives_the_container_a_terminal() {
     );
     assert_eq!(code, Some(7), "{out}");
     assert!(out.contains("INT"), "{out}");
+
+    // The detach keys leave it running; it is removed when it ends.
+    let (code, out) = on_a_terminal(
+        &b,
+        "run --rm -it --name detached busybox sh -c 'echo ready; read x; exit 0'",
+        b"\x10\x11",
+    );
+    assert_eq!(code, Some(0), "{out}");
+    let running = b.ok(&["ps", "--format", "{{.Names}} {{.Status}}"]);
+    assert!(running.starts_with("detached Up"), "{running}");
+    let id = b.ok(&["inspect", "-f", "{{.Id}}", "detached"]);
+    b.ok(&["kill", "detached"]);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while b.root().join("containers").join(id.trim()).exists() {
+        assert!(std::time::Instant::now() < deadline, "never removed");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert_eq!(b.ok(&["ps", "-aq"]), "");
     assert_nothing_left(&b);
 }
 

@@ -156,9 +156,37 @@ impl LineLog {
     }
 }
 
+/// The clients still attached when the container's terminal closed.
+pub struct Lingering(Vec<UnixStream>);
+
+impl Lingering {
+    /// Tells them the output has ended (the container's exit is recorded
+    /// by then) and waits a little for each to go: `run --rm -it` reads the
+    /// exit code before the monitor removes the container.
+    pub fn release(self) {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+        for mut client in self.0 {
+            let _ = client.shutdown(std::net::Shutdown::Write);
+            // Until the client closes (0), or the time is up (an error).
+            loop {
+                let left = deadline.saturating_duration_since(std::time::Instant::now());
+                let timeout = left.max(std::time::Duration::from_millis(1));
+                if client.set_read_timeout(Some(timeout)).is_err() {
+                    break;
+                }
+                match client.read(&mut [0u8; 256]) {
+                    Ok(0) | Err(_) => break,
+                    Ok(_) => {}
+                }
+            }
+        }
+    }
+}
+
 /// The monitor's loop for a container with a terminal: until the pty's
-/// other side closes (the container's processes are gone).
-pub fn serve_terminal(log: &mut LogWriter, master: &File, listener: &UnixListener) {
+/// other side closes (the container's processes are gone). Returns the
+/// clients still attached, to be released once the exit is recorded.
+pub fn serve_terminal(log: &mut LogWriter, master: &File, listener: &UnixListener) -> Lingering {
     let mut clients = Clients::new(listener);
     let mut lines = LineLog::new("stdout");
     let mut buf = vec![0u8; 16 * 1024];
@@ -170,15 +198,8 @@ pub fn serve_terminal(log: &mut LogWriter, master: &File, listener: &UnixListene
         }
         let ready: Vec<bool> = fds.iter().map(|f| !f.revents().is_empty()).collect();
         drop(fds);
-        if ready[0] {
-            match (&*master).read(&mut buf) {
-                Ok(0) | Err(_) => break,
-                Ok(n) => {
-                    clients.broadcast(&buf[..n]);
-                    lines.write(log, &buf[..n]);
-                }
-            }
-        }
+        // Clients first: one that connected before the process ran
+        // (`run -it`) must get its first output.
         for request in clients.serve(&ready[1..]) {
             match request {
                 Request::Keys(keys) => {
@@ -190,8 +211,18 @@ pub fn serve_terminal(log: &mut LogWriter, master: &File, listener: &UnixListene
                 Request::InputEnded => {}
             }
         }
+        if ready[0] {
+            match (&*master).read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => {
+                    clients.broadcast(&buf[..n]);
+                    lines.write(log, &buf[..n]);
+                }
+            }
+        }
     }
     lines.flush(log);
+    Lingering(clients.streams)
 }
 
 /// The input end of a container's stdin (`-i` without `-t`), held by the

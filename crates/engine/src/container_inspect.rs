@@ -177,7 +177,7 @@ fn details(c: &Container, spec: &Value, image_dirs: &Option<berth_storage::Image
             "UsernsMode": "",
             "ShmSize": o.shm_size.unwrap_or(64 << 20),
             "Runtime": "berth-runtime",
-            "ConsoleSize": [0, 0],
+            "ConsoleSize": o.console_size.unwrap_or_default(),
             "Isolation": "",
             "CpuShares": o.cpu_shares.unwrap_or(0),
             "Memory": o.memory.unwrap_or(0),

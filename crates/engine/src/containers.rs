@@ -271,7 +271,7 @@ impl Engine {
     pub fn run_detached(&mut self, opts: &RunOptions) -> Result<String, EngineError> {
         let mut pending = self.prepare_new(opts)?;
         let id = pending.row.id.clone();
-        let mut monitor = self.spawn_monitor(&id, true)?;
+        let mut monitor = self.spawn_monitor(&id, Some("handshake"))?;
         let created = monitor.report()?;
         self.record(&mut pending.row, opts.name.is_none())?;
         pending.scratch.keep();
@@ -333,6 +333,7 @@ impl Engine {
             auto_remove: opts.auto_remove,
             open_stdin: opts.interactive && !opts.tty,
             stdin_once: opts.interactive && !opts.detach,
+            console_size: opts.console_size,
         };
         let path = scratch.dir.join(crate::monitor::MONITOR_FILE);
         fs::write(&path, serde_json::to_vec(&monitor).expect("serialises"))
@@ -456,6 +457,57 @@ impl Engine {
         if c.state.status.is_active() {
             return Ok(c);
         }
+        self.ready_to_start(&c)?;
+        let report = self.spawn_monitor(&c.id, None)?.report()?;
+        if let Some(error) = report.error {
+            return Err(EngineError::StartFailed {
+                name: c.name,
+                error,
+                exec_status: report.exec_status,
+            });
+        }
+        self.container(&c.id)
+    }
+
+    /// `start -a` (and `run`) of a container with a terminal: connected to
+    /// it before its process runs, so that nothing it prints is missed.
+    pub fn start_attached(
+        &mut self,
+        name: &str,
+    ) -> Result<(Container, std::os::unix::net::UnixStream), EngineError> {
+        let c = self.container(name)?;
+        let connect = |c: &Container| {
+            crate::attach::connect(&c.dir).map_err(|source| EngineError::Io {
+                path: c.dir.join(crate::attach::SOCKET),
+                source,
+            })
+        };
+        if c.state.status.is_active() {
+            let sock = connect(&c)?;
+            return Ok((c, sock));
+        }
+        self.ready_to_start(&c)?;
+        let mut monitor = self.spawn_monitor(&c.id, Some("attach"))?;
+        let failed = |c: &Container, report: MonitorReport| EngineError::StartFailed {
+            name: c.name.clone(),
+            error: report.error.unwrap_or_default(),
+            exec_status: report.exec_status,
+        };
+        let created = monitor.report()?;
+        if created.error.is_some() {
+            return Err(failed(&c, created));
+        }
+        let sock = connect(&c)?;
+        monitor.go()?;
+        let started = monitor.report()?;
+        if started.error.is_some() {
+            return Err(failed(&c, started));
+        }
+        Ok((self.container(&c.id)?, sock))
+    }
+
+    /// What a container needs before a monitor starts it again.
+    fn ready_to_start(&mut self, c: &Container) -> Result<(), EngineError> {
         // After a reboot the overlay is gone: mount it again.
         let merged = c.dir.join("merged");
         if !is_mount_point(&merged) {
@@ -467,20 +519,18 @@ impl Engine {
         // old process, and the "stop was asked for" mark.
         let _ = lifecycle::delete(&self.runtime_root(), &c.id, true);
         let _ = fs::remove_file(c.dir.join(crate::monitor::STOP_MARK));
-        let report = self.spawn_monitor(&c.id, false)?.report()?;
-        if let Some(error) = report.error {
-            return Err(EngineError::StartFailed {
-                name: c.name,
-                error,
-                exec_status: report.exec_status,
-            });
-        }
-        self.container(&c.id)
+        Ok(())
     }
 
     /// Starts the monitor of container `id`. With `handshake` it creates
     /// the container's process, reports, and starts it only on `go`.
-    fn spawn_monitor(&self, id: &str, handshake: bool) -> Result<MonitorHandle, EngineError> {
+    /// Starts a monitor for container `id`; `handshake` is its mode
+    /// (`handshake` or `attach`: it waits for `go`), if any.
+    fn spawn_monitor(
+        &self,
+        id: &str,
+        handshake: Option<&str>,
+    ) -> Result<MonitorHandle, EngineError> {
         let exe = std::env::current_exe().map_err(|source| EngineError::Io {
             path: "/proc/self/exe".into(),
             source,
@@ -488,11 +538,11 @@ impl Engine {
         let monitor = exe.with_file_name("berth-monitor");
         let mut cmd = Command::new(&monitor);
         cmd.arg(&self.root).arg(id).arg(&exe);
-        if handshake {
-            cmd.arg("handshake");
+        if let Some(mode) = handshake {
+            cmd.arg(mode);
         }
         let mut child = cmd
-            .stdin(if handshake {
+            .stdin(if handshake.is_some() {
                 Stdio::piped()
             } else {
                 Stdio::null()
@@ -581,6 +631,20 @@ impl Engine {
         loop {
             let s = self.container(&c.id)?.state;
             if !s.status.is_active() && !s.monitor_alive() {
+                return Ok(s.exit_code);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// The exit code of a container whose terminal an attached client saw
+    /// close: its monitor has recorded it by then, and waits for the client
+    /// before it removes a `--rm` container (so, unlike `wait`, this does
+    /// not wait for the monitor to end).
+    pub fn exit_code_after_attach(&mut self, name: &str) -> Result<i32, EngineError> {
+        loop {
+            let s = self.container(name)?.state;
+            if !s.status.is_active() || !s.monitor_alive() {
                 return Ok(s.exit_code);
             }
             std::thread::sleep(Duration::from_millis(20));
@@ -690,19 +754,14 @@ impl Engine {
         Ok((c, entries, reader))
     }
 
-    /// A running container to attach to (or, `just_started`, one that may
-    /// have ended already), and whether it has a terminal (served by its
-    /// monitor) or only output (followed in its log).
-    pub fn attach_target(
-        &mut self,
-        name: &str,
-        just_started: bool,
-    ) -> Result<(Container, bool), EngineError> {
+    /// A running container to attach to, and whether it has a terminal
+    /// (served by its monitor) or only output (followed in its log).
+    pub fn attach_target(&mut self, name: &str) -> Result<(Container, bool), EngineError> {
         let c = self.container(name)?;
-        if !c.state.status.is_active() && !just_started {
+        if !c.state.status.is_active() {
             return Err(EngineError::NotRunning(c.name));
         }
-        let tty = c.spec()?["process"]["terminal"] == true;
+        let tty = c.options.tty;
         Ok((c, tty))
     }
 

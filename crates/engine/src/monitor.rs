@@ -46,19 +46,25 @@ pub struct MonitorConfig {
     /// docker's StdinOnce (`-i` attached, not `-d`): the first client's
     /// end of input is the container's.
     pub stdin_once: bool,
+    /// The pty's size before the process runs (rows, columns).
+    pub console_size: Option<[u16; 2]>,
 }
 
-/// `berth-monitor ROOT ID BERTH [handshake]`: returns the monitor's exit
-/// code. With `handshake` (`run -d`), the container's process is created,
-/// `{"created": PID}` reported, and it is started only when berth writes
-/// `go` on stdin; if berth goes away first, everything is removed.
+/// `berth-monitor ROOT ID BERTH [handshake|attach]`: returns the
+/// monitor's exit code. With `handshake` (`run -d`) or `attach` (`run -it`,
+/// `start -a`: berth connects to the terminal before the process runs),
+/// the container's process is created, `{"created": PID}` reported, and it
+/// is started only when berth writes `go` on stdin; if berth goes away
+/// first, the process is removed, and with `handshake` the whole container
+/// (nobody recorded it).
 pub fn main(args: &[String]) -> i32 {
     let (root, id, berth, handshake) = match args {
-        [root, id, berth] => (root, id, berth, false),
-        [root, id, berth, h] if h == "handshake" => (root, id, berth, true),
+        [root, id, berth] => (root, id, berth, None),
+        [root, id, berth, h] if h == "handshake" => (root, id, berth, Some(true)),
+        [root, id, berth, h] if h == "attach" => (root, id, berth, Some(false)),
         _ => {
             eprintln!(
-                "usage: berth-monitor ROOT ID BERTH [handshake] (started by berth, not by hand)"
+                "usage: berth-monitor ROOT ID BERTH [handshake|attach] (started by berth, not by hand)"
             );
             return 2;
         }
@@ -84,12 +90,17 @@ pub fn main(args: &[String]) -> i32 {
         root: PathBuf::from(root),
         dir: Path::new(root).join("containers").join(id),
         id: id.clone(),
-        handshake: handshake.then_some(control),
+        handshake: handshake.map(|removes| Handshake { control, removes }),
     };
     let code = match monitor.run(&mut reporter) {
         Ok(()) => 0,
         Err(Abandoned) => {
-            monitor.remove_all();
+            match &monitor.handshake {
+                Some(h) if h.removes => monitor.remove_all(),
+                _ => {
+                    let _ = lifecycle::delete(&monitor.runtime_root(), &monitor.id, true);
+                }
+            }
             return 0;
         }
         Err(Failed(e)) => {
@@ -117,14 +128,22 @@ struct Attach<'a> {
     listener: Option<&'a UnixListener>,
     terminal: bool,
     stdin_once: bool,
+    console_size: Option<[u16; 2]>,
 }
 
 struct Monitor {
     root: PathBuf,
     dir: PathBuf,
     id: String,
-    /// With `run -d`'s handshake: where berth says `go`.
-    handshake: Option<File>,
+    /// With a handshake: where berth says `go`.
+    handshake: Option<Handshake>,
+}
+
+struct Handshake {
+    control: File,
+    /// Whether the container goes too if berth does before `go` (it is not
+    /// recorded yet: `run -d`).
+    removes: bool,
 }
 
 /// Why the monitor stops early.
@@ -143,7 +162,8 @@ impl From<EngineError> for Stop {
 
 /// How one run of the container's process went.
 enum Ended {
-    Exited(i32),
+    /// With the clients still attached to its terminal.
+    Exited(i32, Option<crate::attach::Lingering>),
     /// It could not start: docker's exit status for that, and why.
     NotStarted(i32, String),
 }
@@ -213,15 +233,16 @@ impl Monitor {
                     listener: attach.as_ref(),
                     terminal,
                     stdin_once: config.stdin_once,
+                    console_size: config.console_size,
                 },
                 first.then_some(&mut *reporter),
             )?;
             first = false;
-            let code = match ended {
-                Ended::Exited(code) => code,
+            let (code, lingering) = match ended {
+                Ended::Exited(code, lingering) => (code, lingering),
                 Ended::NotStarted(code, why) => {
                     state.error = why;
-                    code
+                    (code, None)
                 }
             };
             state.status = Status::Exited;
@@ -231,10 +252,17 @@ impl Monitor {
             let stopped = self.dir.join(STOP_MARK).exists();
             if !policy.restarts(code, state.restart_count, stopped) {
                 state.save(&self.dir)?;
+                // Recorded: attached clients may read the exit code now.
+                if let Some(l) = lingering {
+                    l.release();
+                }
                 return Ok(());
             }
             state.status = Status::Restarting;
             state.save(&self.dir)?;
+            if let Some(l) = lingering {
+                l.release();
+            }
             std::thread::sleep(delay);
             delay = (delay * 2).min(Duration::from_secs(60));
             state.restart_count += 1;
@@ -318,10 +346,19 @@ impl Monitor {
             (Ok(_), Some(c)) => Some(c.receive()?),
             _ => None,
         };
+        if let (Some(m), Some([rows, cols])) = (&master, attach.console_size) {
+            let size = rustix::termios::Winsize {
+                ws_row: rows,
+                ws_col: cols,
+                ws_xpixel: 0,
+                ws_ypixel: 0,
+            };
+            let _ = rustix::termios::tcsetwinsize(m, size);
+        }
         let mut reporter = reporter;
-        if let (Ok(c), Some(r), Some(control)) = (&created, reporter.as_mut(), &self.handshake) {
+        if let (Ok(c), Some(r), Some(h)) = (&created, reporter.as_mut(), &self.handshake) {
             report(r, &serde_json::json!({ "created": c.saved.pid }));
-            await_go(control)?;
+            await_go(&h.control)?;
         }
         let started = created
             .and_then(|c| lifecycle::start(&self.runtime_root(), &self.id).map(|()| c.saved.pid));
@@ -353,10 +390,10 @@ impl Monitor {
         if let Err(e) = berth_sys::release_file_pages() {
             tracing::debug!(error = %e, "cannot release the monitor's file pages");
         }
-        match (&master, attach.listener) {
+        let lingering = match (&master, attach.listener) {
             (Some(m), Some(listener)) => {
                 drop((out_r, err_r));
-                crate::attach::serve_terminal(log, m, listener);
+                Some(crate::attach::serve_terminal(log, m, listener))
             }
             (_, listener) => {
                 let stdin = listener
@@ -366,16 +403,17 @@ impl Monitor {
                         pipe,
                         once: attach.stdin_once,
                     });
-                crate::attach::pump(log, out_r, err_r, stdin)
+                crate::attach::pump(log, out_r, err_r, stdin);
+                None
             }
-        }
+        };
         let code = lifecycle::wait_exit(pid).unwrap_or(255);
         // Asked before delete removes the cgroup: docker's OOMKilled.
         state.oom_killed = berth_runtime::state::Container::load(&self.runtime_root(), &self.id)
             .and_then(|c| c.cgroup())
             .is_ok_and(|cg| cg.oom_kills() > 0);
         let _ = lifecycle::delete(&self.runtime_root(), &self.id, true);
-        Ok(Ended::Exited(code))
+        Ok(Ended::Exited(code, lingering))
     }
 }
 

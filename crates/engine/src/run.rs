@@ -88,6 +88,10 @@ pub struct RunOptions {
     pub cpu_period: Option<u64>,
     /// `--shm-size`, in bytes.
     pub shm_size: Option<i64>,
+    /// With `-t`, the size of berth's terminal when the container was
+    /// made (rows, columns): its pty has it before the process runs, as
+    /// docker's ConsoleSize.
+    pub console_size: Option<[u16; 2]>,
 }
 
 /// A container directory being made: the overlay mount and the directory
