@@ -32,7 +32,7 @@ pub fn start(engine: &mut Engine, a: &StartArgs) -> Result<(), CliError> {
         let (_, _, output) = engine.container_logs(name)?;
         let c = engine.start_container(name)?;
         let code = crate::run::follow_to_end(engine, &c.id, output, a.interactive)?;
-        return Err(CliError::Exit(u8::try_from(code).unwrap_or(255)));
+        return Err(crate::run::exit_with(code));
     }
     each(&a.containers, |n| {
         engine.start_container(n).map(|_| Some(n.to_string()))
@@ -97,7 +97,7 @@ pub fn exec(engine: &mut Engine, a: &ExecArgs) -> Result<(), CliError> {
     let terminal: Option<&mut dyn FnMut(std::fs::File)> =
         if a.tty { Some(&mut relay) } else { None };
     match engine.exec_in_container(&a.container, &opts, terminal) {
-        Ok(code) => Err(CliError::Exit(u8::try_from(code).unwrap_or(255))),
+        Ok(code) => Err(crate::run::exit_with(code)),
         Err(e) => {
             // docker's codes: 126 cannot run, 127 not found, else 125... as
             // for run; berth's own failures are 1 for exec, as docker's.

@@ -150,7 +150,7 @@ pub fn run(engine: &mut Engine, files: &Files, a: &RunArgs) -> Result<(), CliErr
         let terminal: Option<&mut dyn FnMut(std::fs::File)> =
             if opts.tty { Some(&mut relay) } else { None };
         return match engine.run_removed(&opts, terminal) {
-            Ok(code) => Err(CliError::Exit(u8::try_from(code).unwrap_or(255))),
+            Ok(code) => Err(exit_with(code)),
             Err(e) => Err(failed(e)),
         };
     }
@@ -167,7 +167,7 @@ pub fn run(engine: &mut Engine, files: &Files, a: &RunArgs) -> Result<(), CliErr
     engine.start_container(&id).map_err(failed)?;
     // In the foreground: what the container prints, until it exits.
     let code = follow_to_end(engine, &id, output, opts.interactive)?;
-    Err(CliError::Exit(u8::try_from(code).unwrap_or(255)))
+    Err(exit_with(code))
 }
 
 /// Starts a container with a terminal and attaches to it (connected
@@ -187,10 +187,15 @@ pub fn attach_to(engine: &mut Engine, name: &str, input: bool) -> Result<(), Cli
     if !tty {
         let (_, _, output) = engine.container_logs(&c.id)?;
         let code = follow_to_end(engine, &c.id, output, input)?;
-        return Err(CliError::Exit(u8::try_from(code).unwrap_or(255)));
+        return Err(exit_with(code));
     }
     let sock = berth_engine::attach::connect(&c.dir).map_err(|source| socket_err(&c, source))?;
     on_terminal(engine, &c, sock, input)
+}
+
+/// berth's exit for a container's exit code.
+pub fn exit_with(code: i32) -> CliError {
+    CliError::Exit(u8::try_from(code).unwrap_or(255))
 }
 
 fn socket_err(c: &berth_engine::Container, source: std::io::Error) -> CliError {
@@ -216,7 +221,7 @@ fn on_terminal(
         crate::terminal::Attached::Detached => Ok(()),
         crate::terminal::Attached::Ended => {
             let code = engine.exit_code_after_attach(&c.id)?;
-            Err(CliError::Exit(u8::try_from(code).unwrap_or(255)))
+            Err(exit_with(code))
         }
     }
 }
@@ -237,16 +242,7 @@ pub fn follow_to_end(
     let c = engine.container(id)?;
     let open_stdin = c.options.interactive && !c.options.tty;
     let mut input = match input && open_stdin && c.state.status.is_active() {
-        true => Some(berth_engine::attach::connect(&c.dir).map_err(|source| {
-            CliError::Io {
-                path: c
-                    .dir
-                    .join(berth_engine::attach::SOCKET)
-                    .display()
-                    .to_string(),
-                source,
-            }
-        })?),
+        true => Some(berth_engine::attach::connect(&c.dir).map_err(|e| socket_err(&c, e))?),
         false => None,
     };
     loop {

@@ -612,12 +612,15 @@ fn attach_to_a_detached_terminal_and_detach_again() {
 
 #[test]
 fn exec_it_gives_the_process_a_terminal() {
+    // The size is asked once the user has typed: exec's process runs
+    // before berth has its pty to size (docker's exec resizes after the
+    // start too).
     let b = Berth::new();
     b.import_busybox("busybox");
     b.ok(&["run", "-d", "--name", "box", "busybox", "sleep", "300"]);
     let (code, out) = on_a_terminal(
         &b,
-        "exec -it box sh -c 'tty; stty size; echo ready; read x; echo got $x; exit 9'",
+        "exec -it box sh -c 'tty; echo ready; read x; stty size; echo got $x; exit 9'",
         b"hi\r",
     );
     assert_eq!(code, Some(9), "{out}");

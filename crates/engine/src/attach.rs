@@ -10,7 +10,7 @@
 
 use std::fs::File;
 use std::io::{self, Read, Write};
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::OwnedFd;
 use std::os::unix::net::{UnixListener, UnixStream};
 
 use rustix::event::{poll, PollFd, PollFlags};
@@ -332,15 +332,4 @@ pub fn connect(dir: &std::path::Path) -> io::Result<UnixStream> {
 pub fn bind_here() -> io::Result<UnixListener> {
     let _ = std::fs::remove_file(SOCKET);
     UnixListener::bind(SOCKET)
-}
-
-/// Puts `fd` where the container's process finds its stdin (fd 0) while
-/// `f` creates it, then /dev/null back.
-pub(crate) fn as_stdin<T>(fd: impl AsFd, f: impl FnOnce() -> T) -> T {
-    let _ = rustix::stdio::dup2_stdin(fd);
-    let out = f();
-    if let Ok(null) = File::open("/dev/null") {
-        let _ = rustix::stdio::dup2_stdin(&null);
-    }
-    out
 }

@@ -627,10 +627,19 @@ impl Engine {
 
     /// `wait`: blocks until the container stops; returns its exit code.
     pub fn wait_container(&mut self, name: &str) -> Result<i32, EngineError> {
-        let c = self.container(name)?;
+        self.exit_code_when(name, |s| !s.status.is_active() && !s.monitor_alive())
+    }
+
+    /// The container's exit code once its state satisfies `ended`.
+    fn exit_code_when(
+        &mut self,
+        name: &str,
+        ended: impl Fn(&RunState) -> bool,
+    ) -> Result<i32, EngineError> {
+        let id = self.container(name)?.id;
         loop {
-            let s = self.container(&c.id)?.state;
-            if !s.status.is_active() && !s.monitor_alive() {
+            let s = self.container(&id)?.state;
+            if ended(&s) {
                 return Ok(s.exit_code);
             }
             std::thread::sleep(Duration::from_millis(20));
@@ -642,13 +651,7 @@ impl Engine {
     /// before it removes a `--rm` container (so, unlike `wait`, this does
     /// not wait for the monitor to end).
     pub fn exit_code_after_attach(&mut self, name: &str) -> Result<i32, EngineError> {
-        loop {
-            let s = self.container(name)?.state;
-            if !s.status.is_active() || !s.monitor_alive() {
-                return Ok(s.exit_code);
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        self.exit_code_when(name, |s| !s.status.is_active() || !s.monitor_alive())
     }
 
     /// `rm`: a running container only with `force` (it is killed first).

@@ -20,22 +20,33 @@ pub struct StoreLock {
 impl StoreLock {
     pub fn acquire(root: &Path, scratch: &Path) -> Result<Self, EngineError> {
         let path = root.join("lock");
-        let io_err = |source| EngineError::Io {
-            path: path.clone(),
-            source,
-        };
-        let file = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&path)
-            .map_err(io_err)?;
+        let file = lock_file(&path)?;
         if flock(&file, FlockOperation::NonBlockingLockExclusive).is_err() {
             tracing::info!("waiting for another berth command to release the store lock");
-            flock(&file, FlockOperation::LockExclusive).map_err(|e| io_err(e.into()))?;
+            flock(&file, FlockOperation::LockExclusive).map_err(io_err(&path))?;
         }
         sweep(scratch);
         Ok(StoreLock { _file: file })
+    }
+}
+
+/// Opens (or makes) a lock file.
+fn lock_file(path: &Path) -> Result<File, EngineError> {
+    OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(path)
+        .map_err(|source| EngineError::Io {
+            path: path.to_path_buf(),
+            source,
+        })
+}
+
+fn io_err(path: &Path) -> impl FnOnce(rustix::io::Errno) -> EngineError + '_ {
+    move |e| EngineError::Io {
+        path: path.to_path_buf(),
+        source: e.into(),
     }
 }
 
@@ -84,17 +95,8 @@ impl ImageUse {
 
     fn acquire(root: &Path, op: FlockOperation) -> Result<Self, EngineError> {
         let path = root.join("images.lock");
-        let io_err = |source| EngineError::Io {
-            path: path.clone(),
-            source,
-        };
-        let file = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&path)
-            .map_err(io_err)?;
-        flock(&file, op).map_err(|e| io_err(e.into()))?;
+        let file = lock_file(&path)?;
+        flock(&file, op).map_err(io_err(&path))?;
         Ok(ImageUse { _file: file })
     }
 }

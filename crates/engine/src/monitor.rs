@@ -331,7 +331,7 @@ impl Monitor {
                 )
             };
             let created = match &in_r {
-                Some(r) => crate::attach::as_stdin(r, make),
+                Some(r) => crate::run::with_stdin(r, make),
                 None => make(),
             };
             drop(in_r);

@@ -134,10 +134,17 @@ pub(crate) fn random_id() -> Result<String, EngineError> {
 /// Runs `f` with /dev/null as fd 0, so that a process it creates inherits
 /// that rather than berth's stdin.
 pub(crate) fn with_null_stdin<T>(f: impl FnOnce() -> T) -> T {
-    let saved = rustix::io::fcntl_dupfd_cloexec(std::io::stdin(), 3).ok();
-    if let Ok(null) = fs::File::open("/dev/null") {
-        let _ = rustix::stdio::dup2_stdin(&null);
+    match fs::File::open("/dev/null") {
+        Ok(null) => with_stdin(&null, f),
+        Err(_) => f(),
     }
+}
+
+/// Runs `f` with `fd` as fd 0 (what a process it creates inherits as its
+/// stdin), then puts the old one back.
+pub(crate) fn with_stdin<T>(fd: impl std::os::fd::AsFd, f: impl FnOnce() -> T) -> T {
+    let saved = rustix::io::fcntl_dupfd_cloexec(std::io::stdin(), 3).ok();
+    let _ = rustix::stdio::dup2_stdin(fd);
     let out = f();
     if let Some(saved) = saved {
         let _ = rustix::stdio::dup2_stdin(&saved);
