@@ -387,8 +387,8 @@ impl Monitor {
         }
         // Creating the container ran most of the runtime once; watching
         // it needs little. Keep resident only what the watching touches.
-        if let Err(e) = berth_sys::release_file_pages() {
-            tracing::debug!(error = %e, "cannot release the monitor's file pages");
+        if let Err(e) = berth_sys::release_idle_memory() {
+            tracing::debug!(error = %e, "cannot release the monitor's idle memory");
         }
         let lingering = match (&master, attach.listener) {
             (Some(m), Some(listener)) => {

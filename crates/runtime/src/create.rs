@@ -160,14 +160,16 @@ fn spawn(
         .as_ref()
         .map(|s| crate::seccomp::filter(s, opts.seccomp_cache.as_deref()))
         .transpose()?;
+    let entry = cgroup.entry()?;
     let (parent_ch, child_ch) = sync::pair().map_err(|e| io("socketpair", dir)(e))?;
-    // Step 2: the child starts in its new namespaces.
-    match clone_process(flags).map_err(|e| io("clone", dir)(e))? {
+    // Step 2: the child starts in its new namespaces and its cgroup.
+    match clone_process(flags, entry.cgroup2()).map_err(|e| io("clone", dir)(e))? {
         Forked::Child => {
             drop(parent_ch);
             init::run(InitArgs {
                 cfg,
                 cgroup,
+                entry,
                 channel: child_ch,
                 fifo,
                 console,
@@ -181,6 +183,7 @@ fn spawn(
             drop(child_ch);
             drop(seccomp);
             drop(fifo);
+            drop(entry);
             let container = Container {
                 dir: dir.to_path_buf(),
                 saved: Saved {
@@ -198,7 +201,7 @@ fn spawn(
             // Saved before anything can fail, so cleanup can always find it.
             let result = container
                 .save()
-                .and_then(|()| drive(&parent_ch, child, cfg, cgroup, &container, new_userns));
+                .and_then(|()| drive(&parent_ch, child, cfg, &container, new_userns));
             if let Err(e) = result {
                 if let Some(pid) = Pid::from_raw(child) {
                     let _ = rustix::process::kill_process(pid, Signal::KILL);
@@ -219,11 +222,9 @@ fn drive(
     ch: &Channel,
     pid: i32,
     cfg: &Config,
-    cgroup: &Cgroup,
     container: &Container,
     new_userns: bool,
 ) -> Result<(), RuntimeError> {
-    cgroup.add(pid)?;
     if new_userns {
         write_id_maps(pid, cfg)?;
     }

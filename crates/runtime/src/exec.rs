@@ -141,14 +141,14 @@ pub fn spawn(root: &Path, id: &str, opts: &ExecOptions) -> Result<Spawned, Runti
         }
         (false, _) => None,
     };
-    let cgroup = c.cgroup()?;
+    let entry = c.cgroup()?.entry()?;
     let (parent_ch, child_ch) = sync::pair().map_err(|e| io("socketpair", &c.dir)(e))?;
-    match clone_process(0).map_err(|e| io("fork", &c.dir)(e))? {
+    match clone_process(0, entry.cgroup2()).map_err(|e| io("fork", &c.dir)(e))? {
         Forked::Child => {
             drop(parent_ch);
             let code = match joiner(
                 &join,
-                &cgroup,
+                &entry,
                 &opts.process,
                 seccomp.as_ref(),
                 console.as_ref(),
@@ -166,6 +166,7 @@ pub fn spawn(root: &Path, id: &str, opts: &ExecOptions) -> Result<Spawned, Runti
         Forked::Parent { child } => {
             drop(child_ch);
             drop(join);
+            drop(entry);
             let pid = Pid::from_raw(child).expect("a child's PID is positive");
             // First the new process's PID, then either its failure or the
             // end of the socket (its exec closed it).
@@ -199,7 +200,7 @@ pub fn spawn(root: &Path, id: &str, opts: &ExecOptions) -> Result<Spawned, Runti
 /// (a PID namespace applies to children only), wait for it.
 fn joiner(
     join: &[(NsKind, OwnedFd)],
-    cgroup: &crate::cgroups::Cgroup,
+    cgroup: &crate::cgroups::Entry,
     p: &Process,
     seccomp: Option<&crate::seccomp::Filter>,
     console: Option<&OwnedFd>,
@@ -207,7 +208,7 @@ fn joiner(
     detach: bool,
 ) -> Result<i32, (ChildError, Channel)> {
     let _ = rustix::thread::set_name(c"berth:exec");
-    if let Err(e) = cgroup.add(rustix::process::getpid().as_raw_nonzero().get()) {
+    if let Err(e) = cgroup.join_v1() {
         return Err((ChildError::new("cgroup", e), ch));
     }
     for (kind, fd) in join {
@@ -222,7 +223,7 @@ fn joiner(
             ));
         }
     }
-    let forked = match clone_process(0) {
+    let forked = match clone_process(0, None) {
         Ok(f) => f,
         Err(e) => return Err((ChildError::io("exec", "fork", e), ch)),
     };

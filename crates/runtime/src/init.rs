@@ -11,7 +11,7 @@ use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use rustix::fs::{Mode, OFlags};
 use rustix::process::{Gid, Uid};
 
-use crate::cgroups::Cgroup;
+use crate::cgroups::{Cgroup, Entry};
 use crate::config::{Config, NsKind};
 use crate::hooks;
 use crate::mounts;
@@ -21,6 +21,8 @@ use crate::sync::{Channel, ChildError, Message};
 pub(crate) struct InitArgs<'a> {
     pub cfg: &'a Config,
     pub cgroup: &'a Cgroup,
+    /// The cgroup's v1 `tasks` files (cgroup2 placed the clone already).
+    pub entry: Entry,
     pub channel: Channel,
     /// The exec FIFO, opened O_PATH by the parent.
     pub fifo: OwnedFd,
@@ -64,15 +66,18 @@ fn expect(ch: &Channel, what: &str) -> Result<Message, ChildError> {
 
 fn init(a: &InitArgs<'_>) -> Result<Infallible, ChildError> {
     let cfg = a.cfg;
+    // Nothing may run outside the limits.
+    a.entry
+        .join_v1()
+        .map_err(|e| ChildError::new("cgroup", e))?;
     if a.die_with_parent {
         // Survives execve. The parent is alive here: it waits for Ready
         // on the channel below, so no death can slip in between.
         rustix::process::set_parent_process_death_signal(Some(rustix::process::Signal::KILL))
             .map_err(|e| ChildError::io("prctl", "PR_SET_PDEATHSIG", std::io::Error::from(e)))?;
     }
-    // Step 2 (child): wait until the parent has put us in the cgroup and
-    // written the id maps; nothing may run outside the limits.
-    let state = match expect(&a.channel, "the cgroup")? {
+    // Step 2 (child): wait until the parent has written the id maps.
+    let state = match expect(&a.channel, "the parent's go-ahead")? {
         Message::Begin { state } => state,
         other => {
             return Err(ChildError::new(

@@ -4,8 +4,8 @@
 //!
 //! ```text
 //!   parent                                  child (in the new namespaces)
-//!   clone ------------------------------------> waits
-//!   joins it to the cgroup, writes id maps
+//!   clone (into the cgroup2 cgroup) ---------> joins the v1 cgroups, waits
+//!   writes id maps
 //!   Begin {state} ----------------------------> joins/unshares the rest, mounts
 //!            <---------------------------------- RunHooks   (only if there are hooks)
 //!   runs createRuntime/prestart hooks

@@ -727,7 +727,7 @@ fn exec_joins_a_running_container() {
     });
     b.start(&id);
 
-    let out = b.runtime(&["exec", &id, "sh", "-c", "hostname; cat /proc/1/cmdline | tr '\\0' ' '; echo; grep :memory: /proc/self/cgroup; exit 5"]);
+    let out = b.runtime(&["exec", &id, "sh", "-c", "hostname; cat /proc/1/cmdline | tr '\\0' ' '; echo; grep :memory: /proc/self/cgroup; grep ^0:: /proc/self/cgroup; exit 5"]);
     assert_eq!(
         out.status.code(),
         Some(5),
@@ -743,6 +743,8 @@ fn exec_joins_a_running_container() {
         lines[2].ends_with(":memory:/"),
         "not in the container's cgroup: {text}"
     );
+    // And in its cgroup2 one (cloned into it: CLONE_INTO_CGROUP).
+    assert_eq!(lines[3], "0::/", "not in the container's cgroup2 cgroup");
 
     let out = b.runtime(&[
         "exec",

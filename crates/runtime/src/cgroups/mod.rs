@@ -16,7 +16,10 @@ pub mod v2;
 
 use std::fs;
 use std::io;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
+
+use rustix::fs::{Mode, OFlags};
 
 /// The resource limits of a container, as the cgroup files want them.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -226,14 +229,50 @@ impl Cgroup {
         }
     }
 
-    /// Moves `pid` into the cgroup, in every hierarchy.
-    pub fn add(&self, pid: i32) -> Result<(), CgroupError> {
-        for dir in self.dirs() {
-            if dir.is_dir() {
-                write(&dir, "cgroup.procs", &pid.to_string())?;
-            }
-        }
-        Ok(())
+    /// Opens what a new process needs to start inside the cgroup (see
+    /// [`Entry`]).
+    pub fn entry(&self) -> Result<Entry, CgroupError> {
+        let open_dir = |dir: PathBuf| {
+            rustix::fs::open(
+                &dir,
+                OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+                Mode::empty(),
+            )
+            .map_err(|e| CgroupError::Io {
+                path: dir,
+                source: e.into(),
+            })
+        };
+        let open_tasks = |dir: PathBuf| {
+            let path = dir.join("tasks");
+            fs::OpenOptions::new()
+                .write(true)
+                .open(&path)
+                .map(|file| (path.clone(), file))
+                .map_err(|source| CgroupError::Io { path, source })
+        };
+        let v1 = |root: &Path| -> Result<Vec<(PathBuf, fs::File)>, CgroupError> {
+            v1::CONTROLLERS
+                .iter()
+                .map(|c| root.join(c).join(&self.path))
+                .filter(|d| d.is_dir())
+                .map(open_tasks)
+                .collect()
+        };
+        Ok(match &self.layout {
+            Layout::V2 { root } => Entry {
+                cgroup2: Some(open_dir(root.join(&self.path))?),
+                v1_tasks: Vec::new(),
+            },
+            Layout::V1 { root } => Entry {
+                cgroup2: None,
+                v1_tasks: v1(root)?,
+            },
+            Layout::Hybrid { root } => Entry {
+                cgroup2: Some(open_dir(root.join("unified").join(&self.path))?),
+                v1_tasks: v1(root)?,
+            },
+        })
     }
 
     /// Freezes (pause) or thaws (resume) every process in it.
@@ -304,6 +343,40 @@ impl Cgroup {
                 Err(e) if e.kind() == io::ErrorKind::NotFound => {}
                 Err(source) => return Err(CgroupError::Io { path: dir, source }),
             }
+        }
+        Ok(())
+    }
+}
+
+/// How a new process enters a cgroup without the kernel's global
+/// threadgroup lock, whose taking waits for an RCU grace period (7-20 ms
+/// here, most of `run -d`): a write of a PID to `cgroup.procs` takes it.
+/// The process is cloned straight into the cgroup2 directory, and in
+/// each v1 hierarchy, still single-threaded, writes "0" (itself) to
+/// `tasks`, which the kernel moves without that lock. The files are
+/// opened by the runtime, before the clone, so that a child without
+/// rights of its own (a new user namespace) can still write them.
+pub struct Entry {
+    cgroup2: Option<OwnedFd>,
+    v1_tasks: Vec<(PathBuf, fs::File)>,
+}
+
+impl Entry {
+    /// The cgroup2 directory to clone into.
+    pub fn cgroup2(&self) -> Option<BorrowedFd<'_>> {
+        self.cgroup2.as_ref().map(|fd| fd.as_fd())
+    }
+
+    /// In the cloned process, before anything else: moves it into the
+    /// cgroup in every v1 hierarchy. It must be single-threaded ("0"
+    /// moves the calling thread only).
+    pub fn join_v1(&self) -> Result<(), CgroupError> {
+        for (path, file) in &self.v1_tasks {
+            rustix::io::write(file, b"0").map_err(|e| CgroupError::Write {
+                path: path.clone(),
+                value: "0".into(),
+                source: e.into(),
+            })?;
         }
         Ok(())
     }
