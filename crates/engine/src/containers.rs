@@ -135,15 +135,15 @@ impl MonitorHandle {
         })
     }
 
-    /// Tells a monitor in a handshake to start the container.
-    fn go(&mut self) -> Result<(), EngineError> {
+    /// Tells a monitor in a handshake that the container is `made` (run
+    /// -d) or to start it: `go`.
+    fn say(&mut self, word: &str) -> Result<(), EngineError> {
         let stdin = self.stdin.as_mut().expect("a handshake has a stdin");
-        stdin
-            .write_all(b"go\n")
+        writeln!(stdin, "{word}")
             .and_then(|()| stdin.flush())
             .map_err(|e| EngineError::MonitorFailed {
                 id: self.id.clone(),
-                reason: format!("telling it to start: {e}"),
+                reason: format!("telling it {word:?}: {e}"),
             })
     }
 }
@@ -256,25 +256,28 @@ impl Engine {
 
     /// `create`: the container's directory, then its record. Returns its ID.
     pub fn create_container(&mut self, opts: &RunOptions) -> Result<String, EngineError> {
-        let mut pending = self.prepare_new(opts)?;
+        let mut pending = self.prepare_new(opts, random_id()?)?;
         self.record(&mut pending.row, opts.name.is_none())?;
         pending.scratch.keep();
         Ok(pending.row.id)
     }
 
-    /// `run -d`: a container that runs, or none. The monitor creates the
-    /// container's process and waits; the record is written; only then
-    /// does the monitor start it. A berth killed before the record leaves
-    /// the monitor to remove what was made; one killed after it leaves a
-    /// record whose directory the monitor removes, and which the next
-    /// listing drops.
+    /// `run -d`: a container that runs, or none. The monitor starts (and
+    /// loads) while berth makes the container's directory; told `made`,
+    /// it creates the container's process and waits while the record is
+    /// written (at the same time: a container that cannot start is kept,
+    /// as docker's); told `go`, it starts it. A berth killed before the
+    /// record leaves the monitor to remove what was made; one killed after
+    /// it leaves a record whose directory the monitor removes, and which
+    /// the next listing drops.
     pub fn run_detached(&mut self, opts: &RunOptions) -> Result<String, EngineError> {
-        let mut pending = self.prepare_new(opts)?;
-        let id = pending.row.id.clone();
+        let id = random_id()?;
         let mut monitor = self.spawn_monitor(&id, Some("handshake"))?;
-        let created = monitor.report()?;
+        let mut pending = self.prepare_new(opts, id.clone())?;
+        monitor.say("made")?;
         self.record(&mut pending.row, opts.name.is_none())?;
         pending.scratch.keep();
+        let created = monitor.report()?;
         if let Some(error) = created.error {
             return Err(EngineError::StartFailed {
                 name: pending.row.name,
@@ -282,7 +285,7 @@ impl Engine {
                 exec_status: created.exec_status,
             });
         }
-        monitor.go()?;
+        monitor.say("go")?;
         let started = monitor.report()?;
         if let Some(error) = started.error {
             return Err(EngineError::StartFailed {
@@ -296,7 +299,7 @@ impl Engine {
 
     /// Checks the options and the name, and makes the container's
     /// directory; nothing is recorded yet.
-    fn prepare_new(&mut self, opts: &RunOptions) -> Result<Pending, EngineError> {
+    fn prepare_new(&mut self, opts: &RunOptions, id: String) -> Result<Pending, EngineError> {
         LogOptions::parse(&opts.log_opts)?;
         crate::restart::Policy::parse(opts.restart.as_deref())?;
         if opts.auto_remove && opts.restart.as_deref().is_some_and(|r| r != "no") {
@@ -308,7 +311,6 @@ impl Engine {
         }
         let image_use = ImageUse::shared(&self.root)?;
         let image = self.resolve(&opts.image)?.id;
-        let id = random_id()?;
         let name = match &opts.name {
             Some(n) => {
                 let n = n.strip_prefix('/').unwrap_or(n);
@@ -498,7 +500,7 @@ impl Engine {
             return Err(failed(&c, created));
         }
         let sock = connect(&c)?;
-        monitor.go()?;
+        monitor.say("go")?;
         let started = monitor.report()?;
         if started.error.is_some() {
             return Err(failed(&c, started));

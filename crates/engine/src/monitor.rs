@@ -56,7 +56,8 @@ pub struct MonitorConfig {
 /// the container's process is created, `{"created": PID}` reported, and it
 /// is started only when berth writes `go` on stdin; if berth goes away
 /// first, the process is removed, and with `handshake` the whole container
-/// (nobody recorded it).
+/// (nobody recorded it). With `handshake` the monitor is started before
+/// the container's directory is complete, and waits for berth's `made`.
 pub fn main(args: &[String]) -> i32 {
     let (root, id, berth, handshake) = match args {
         [root, id, berth] => (root, id, berth, None),
@@ -188,6 +189,9 @@ impl Monitor {
     }
 
     fn run(&self, reporter: &mut File) -> Result<(), Stop> {
+        if let Some(h) = self.handshake.as_ref().filter(|h| h.removes) {
+            await_word(&h.control, b"made\n")?;
+        }
         let config = self.config()?;
         let policy = Policy::parse(config.restart.as_deref())?;
         let mut log = LogWriter::open(
@@ -358,7 +362,7 @@ impl Monitor {
         let mut reporter = reporter;
         if let (Ok(c), Some(r), Some(h)) = (&created, reporter.as_mut(), &self.handshake) {
             report(r, &serde_json::json!({ "created": c.saved.pid }));
-            await_go(&h.control)?;
+            await_word(&h.control, b"go\n")?;
         }
         let started = created
             .and_then(|c| lifecycle::start(&self.runtime_root(), &self.id).map(|()| c.saved.pid));
@@ -423,12 +427,13 @@ pub(crate) fn report(out: &mut impl std::io::Write, r: &serde_json::Value) {
     let _ = out.flush();
 }
 
-/// Waits for berth's `go` (the container is recorded); anything else,
-/// end of file included, means berth went away.
-fn await_go(control: &File) -> Result<(), Stop> {
-    let mut line = [0u8; 3];
+/// Waits for berth's `word` (`made`: the container's directory is
+/// complete; `go`: the container is recorded); anything else, end of file
+/// included, means berth went away.
+fn await_word(control: &File, word: &[u8]) -> Result<(), Stop> {
+    let mut line = vec![0u8; word.len()];
     match (&*control).read_exact(&mut line) {
-        Ok(()) if &line == b"go\n" => Ok(()),
+        Ok(()) if line == word => Ok(()),
         _ => Err(Abandoned),
     }
 }

@@ -4,7 +4,7 @@
 //! dead). Replaced whole, atomically, so a reader never sees half of it.
 
 use std::fs;
-use std::io;
+use std::io::{self, Write};
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
@@ -48,7 +48,7 @@ impl Status {
     }
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct RunState {
     pub status: Status,
@@ -98,12 +98,37 @@ impl RunState {
         }
     }
 
+    /// Replaces the state file without freeing one: the new state is
+    /// written over a spare file, which is then swapped with the state
+    /// file (RENAME_EXCHANGE) and so holds the previous state until the
+    /// next save. A rename over the state file would free the old file's
+    /// blocks: 1-2 ms on ext4 mounted with discard, each time a monitor
+    /// records a start (`run -d` waits for it) or an exit.
     pub fn save(&self, dir: &Path) -> Result<(), EngineError> {
+        use rustix::fs::{renameat_with, RenameFlags, CWD};
         let path = dir.join(STATE_FILE);
-        let tmp = dir.join(".state.json.tmp");
+        let spare = dir.join(".state.json.spare");
         let bytes = serde_json::to_vec(self).expect("a state serialises");
-        fs::write(&tmp, bytes)
-            .and_then(|()| fs::rename(&tmp, &path))
+        let write_spare = || -> io::Result<()> {
+            let mut f = fs::OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(false)
+                .open(&spare)?;
+            f.write_all(&bytes)?;
+            f.set_len(bytes.len() as u64)
+        };
+        write_spare()
+            .and_then(|()| {
+                match renameat_with(CWD, &spare, CWD, &path, RenameFlags::EXCHANGE) {
+                    Ok(()) => Ok(()),
+                    // The first save, or a filesystem that cannot swap.
+                    Err(rustix::io::Errno::NOENT | rustix::io::Errno::INVAL) => {
+                        fs::rename(&spare, &path)
+                    }
+                    Err(e) => Err(e.into()),
+                }
+            })
             .map_err(|source| EngineError::Io { path, source })
     }
 
@@ -112,5 +137,31 @@ impl RunState {
         self.monitor_pid > 0
             && berth_runtime::state::process_start_time(self.monitor_pid)
                 .is_some_and(|(start, zombie)| start == self.monitor_start && !zombie)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_save_replaces_the_whole_state() {
+        let dir = tempfile::tempdir().unwrap();
+        assert_eq!(RunState::load(dir.path()).unwrap(), RunState::default());
+        let mut state = RunState {
+            error: "a long reason that the next, shorter state must not keep".into(),
+            ..RunState::default()
+        };
+        state.save(dir.path()).unwrap();
+        assert_eq!(RunState::load(dir.path()).unwrap(), state);
+        for (status, pid) in [(Status::Running, 42), (Status::Exited, 0)] {
+            state = RunState {
+                status,
+                pid,
+                ..RunState::default()
+            };
+            state.save(dir.path()).unwrap();
+            assert_eq!(RunState::load(dir.path()).unwrap(), state);
+        }
     }
 }
