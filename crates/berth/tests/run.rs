@@ -612,15 +612,14 @@ fn attach_to_a_detached_terminal_and_detach_again() {
 
 #[test]
 fn exec_it_gives_the_process_a_terminal() {
-    // The size is asked once the user has typed: exec's process runs
-    // before berth has its pty to size (docker's exec resizes after the
-    // start too).
+    // The size is asked first thing: the pty has berth's size before the
+    // process runs (OCI's consoleSize, set by the runtime).
     let b = Berth::new();
     b.import_busybox("busybox");
     b.ok(&["run", "-d", "--name", "box", "busybox", "sleep", "300"]);
     let (code, out) = on_a_terminal(
         &b,
-        "exec -it box sh -c 'tty; echo ready; read x; stty size; echo got $x; exit 9'",
+        "exec -it box sh -c 'stty size; tty; echo ready; read x; echo got $x; exit 9'",
         b"hi\r",
     );
     assert_eq!(code, Some(9), "{out}");

@@ -335,7 +335,6 @@ impl Engine {
             auto_remove: opts.auto_remove,
             open_stdin: opts.interactive && !opts.tty,
             stdin_once: opts.interactive && !opts.detach,
-            console_size: opts.console_size,
         };
         let path = scratch.dir.join(crate::monitor::MONITOR_FILE);
         fs::write(&path, serde_json::to_vec(&monitor).expect("serialises"))
@@ -965,6 +964,11 @@ impl Engine {
             _ => None,
         };
         process.terminal = console.is_some();
+        // The pty gets berth's size before the process runs.
+        process.console_size = console
+            .as_ref()
+            .and_then(|_| rustix::termios::tcgetwinsize(std::io::stdin()).ok())
+            .map(|w| (w.ws_row, w.ws_col));
         let exec = berth_runtime::exec::ExecOptions {
             process,
             detach: opts.detach,
@@ -979,11 +983,7 @@ impl Engine {
             crate::run::with_null_stdin(spawn)
         }?;
         if let (Some(console), Some(relay)) = (&console, terminal) {
-            let master = console.receive()?;
-            if let Ok(size) = rustix::termios::tcgetwinsize(std::io::stdin()) {
-                let _ = rustix::termios::tcsetwinsize(&master, size);
-            }
-            relay(master);
+            relay(console.receive()?);
         }
         Ok(spawned.wait()?)
     }

@@ -46,8 +46,6 @@ pub struct MonitorConfig {
     /// docker's StdinOnce (`-i` attached, not `-d`): the first client's
     /// end of input is the container's.
     pub stdin_once: bool,
-    /// The pty's size before the process runs (rows, columns).
-    pub console_size: Option<[u16; 2]>,
 }
 
 /// `berth-monitor ROOT ID BERTH [handshake|attach]`: returns the
@@ -129,7 +127,6 @@ struct Attach<'a> {
     listener: Option<&'a UnixListener>,
     terminal: bool,
     stdin_once: bool,
-    console_size: Option<[u16; 2]>,
 }
 
 struct Monitor {
@@ -237,7 +234,6 @@ impl Monitor {
                     listener: attach.as_ref(),
                     terminal,
                     stdin_once: config.stdin_once,
-                    console_size: config.console_size,
                 },
                 first.then_some(&mut *reporter),
             )?;
@@ -350,15 +346,6 @@ impl Monitor {
             (Ok(_), Some(c)) => Some(c.receive()?),
             _ => None,
         };
-        if let (Some(m), Some([rows, cols])) = (&master, attach.console_size) {
-            let size = rustix::termios::Winsize {
-                ws_row: rows,
-                ws_col: cols,
-                ws_xpixel: 0,
-                ws_ypixel: 0,
-            };
-            let _ = rustix::termios::tcsetwinsize(m, size);
-        }
         let mut reporter = reporter;
         if let (Ok(c), Some(r), Some(h)) = (&created, reporter.as_mut(), &self.handshake) {
             report(r, &serde_json::json!({ "created": c.saved.pid }));

@@ -122,6 +122,8 @@ pub struct Rlimit {
 #[derive(Debug, Clone)]
 pub struct Process {
     pub terminal: bool,
+    /// The terminal's size at start, rows then columns (`consoleSize`).
+    pub console_size: Option<(u16, u16)>,
     pub args: Vec<String>,
     pub env: Vec<String>,
     pub cwd: PathBuf,
@@ -196,6 +198,9 @@ impl Process {
         }
         Ok(Process {
             terminal: p.terminal().unwrap_or(false),
+            console_size: p
+                .console_size()
+                .map(|b| (clamp_u16(b.height()), clamp_u16(b.width()))),
             args,
             env: p.env().clone().unwrap_or_default(),
             cwd: p.cwd().clone(),
@@ -603,4 +608,9 @@ fn hooks(h: &oci_spec::runtime::Hooks) -> Hooks {
         poststart: list(h.poststart()),
         poststop: list(h.poststop()),
     }
+}
+
+/// A terminal dimension: the kernel's winsize holds 16 bits.
+fn clamp_u16(n: u64) -> u16 {
+    u16::try_from(n).unwrap_or(u16::MAX)
 }

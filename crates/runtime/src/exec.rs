@@ -268,7 +268,7 @@ fn exec_process(
 ) -> Result<std::convert::Infallible, ChildError> {
     if let Some(console) = console {
         // In the container's mount namespace now: the pty comes from its devpts.
-        process::setup_console(console)?;
+        process::setup_console(console, p.console_size)?;
     }
     process::set_rlimits(p)?;
     let program = process::find_program(&p.args, &p.env)?;

@@ -140,7 +140,7 @@ fn init(a: &InitArgs<'_>) -> Result<Infallible, ChildError> {
     // Step 8: terminal, read-only rootfs, hostname, sysctls, masked and
     // read-only paths.
     if let Some(console) = &a.console {
-        process::setup_console(console)?;
+        process::setup_console(console, cfg.process.console_size)?;
     }
     // A network namespace of its own starts with `lo` down; bring it up,
     // as crun does (a joined namespace is its owner's business).

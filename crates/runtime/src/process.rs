@@ -42,7 +42,7 @@ pub fn set_rlimits(p: &Process) -> Result<(), ChildError> {
 /// whose master goes to the caller over the console socket (runc's
 /// protocol: one SCM_RIGHTS message, the pty name as payload), whose slave
 /// becomes this process's controlling terminal and stdio.
-pub fn setup_console(socket: &OwnedFd) -> Result<(), ChildError> {
+pub fn setup_console(socket: &OwnedFd, size: Option<(u16, u16)>) -> Result<(), ChildError> {
     use rustix::pty::{grantpt, openpt, ptsname, unlockpt, OpenptFlags};
     let stage = "terminal";
     let e = |what: &'static str| move |err: Errno| ChildError::errno(stage, what, err);
@@ -51,6 +51,17 @@ pub fn setup_console(socket: &OwnedFd) -> Result<(), ChildError> {
     grantpt(&master).map_err(e("grantpt"))?;
     unlockpt(&master).map_err(e("unlockpt"))?;
     let name = ptsname(&master, Vec::new()).map_err(e("ptsname"))?;
+    if let Some((rows, cols)) = size {
+        // Sized before the program runs: its first look at the terminal
+        // (a shell's line editor, `stty size`) sees the caller's size.
+        let size = rustix::termios::Winsize {
+            ws_row: rows,
+            ws_col: cols,
+            ws_xpixel: 0,
+            ws_ypixel: 0,
+        };
+        rustix::termios::tcsetwinsize(&master, size).map_err(e("setting the window size"))?;
+    }
     let slave = rustix::fs::open(
         name.as_c_str(),
         rustix::fs::OFlags::RDWR | rustix::fs::OFlags::CLOEXEC,

@@ -673,7 +673,8 @@ fn terminal_master_goes_to_the_console_socket() {
     let id = b.id("tty");
     b.config(&id, |c| {
         c["process"]["terminal"] = json!(true);
-        c["process"]["args"] = json!(["sh", "-c", "tty; echo hello"]);
+        c["process"]["consoleSize"] = json!({"height": 33, "width": 111});
+        c["process"]["args"] = json!(["sh", "-c", "tty; stty size; echo hello"]);
     });
     let sock = b.dir.path().join("console.sock");
     let listener = std::os::unix::net::UnixListener::bind(&sock).unwrap();
@@ -684,6 +685,8 @@ fn terminal_master_goes_to_the_console_socket() {
     let text = read_pty(master);
     assert!(text.contains(&pty_name), "tty did not name the pty: {text}");
     assert!(text.contains("hello"), "{text}");
+    // Sized before the process ran (consoleSize).
+    assert!(text.contains("33 111"), "{text}");
 
     // exec --tty into a running container, through a console socket too.
     let id = b.id("ttyexec");
