@@ -19,8 +19,9 @@ have_podman=
 cleanup() {
   $B ps -aq --no-trunc 2>/dev/null | xargs -r $B rm -f >/dev/null 2>&1 || true
   [ -n "$have_podman" ] && $P rm -af -t 0 >/dev/null 2>&1 || true
-  grep " $work" /proc/self/mountinfo | awk '{print $5}' | sort -r | while read -r m; do umount -l "$m"; done
-  rm -rf "$work"
+  grep " $work" /proc/self/mountinfo | awk '{print $5}' | sort -r | while read -r m; do umount -l "$m"; done || true
+  # podman's own cleanup of its containers may still be writing its store.
+  rm -rf "$work" 2>/dev/null || { sleep 2; rm -rf "$work"; }
 }
 trap cleanup EXIT
 

@@ -15,7 +15,7 @@ work=$(mktemp -d /var/tmp/berth-bench-pull-XXXXXX)
 regpid=
 cleanup() {
   [ -n "$regpid" ] && kill "$regpid" 2>/dev/null && wait "$regpid" 2>/dev/null
-  grep " $work" /proc/self/mountinfo | awk '{print $5}' | sort -r | while read -r m; do umount -l "$m"; done
+  grep " $work" /proc/self/mountinfo | awk '{print $5}' | sort -r | while read -r m; do umount -l "$m"; done || true
   rm -rf "$work"
 }
 trap cleanup EXIT

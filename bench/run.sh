@@ -15,7 +15,7 @@ runtime=$PWD/target/release/berth-runtime
 work=$(mktemp -d /tmp/berth-bench-XXXXXX)
 cleanup() {
   # podman's overlay driver leaves its store mounted.
-  grep " $work" /proc/self/mountinfo | awk '{print $5}' | sort -r | while read -r m; do umount -l "$m"; done
+  grep " $work" /proc/self/mountinfo | awk '{print $5}' | sort -r | while read -r m; do umount -l "$m"; done || true
   rm -rf "$work"
 }
 trap cleanup EXIT

@@ -212,7 +212,15 @@ pub struct StartArgs {
     /// Attach container's STDIN
     #[arg(short, long)]
     pub interactive: bool,
-    #[arg(required = true, value_name = "CONTAINER")]
+    /// Start every container that is not running (podman's); at boot:
+    /// --all --filter restart-policy=always --filter restart-policy=unless-stopped
+    #[arg(long, conflicts_with_all = ["attach", "interactive", "containers"])]
+    pub all: bool,
+    /// With --all: only containers with this restart policy
+    /// (restart-policy=no|always|unless-stopped|on-failure)
+    #[arg(short, long, requires = "all", value_name = "FILTER")]
+    pub filter: Vec<String>,
+    #[arg(required_unless_present = "all", value_name = "CONTAINER")]
     pub containers: Vec<String>,
 }
 

@@ -34,7 +34,11 @@ pub fn start(engine: &mut Engine, a: &StartArgs) -> Result<(), CliError> {
         let code = crate::run::follow_to_end(engine, &c.id, output, a.interactive)?;
         return Err(crate::run::exit_with(code));
     }
-    each(&a.containers, |n| {
+    let names = match a.all {
+        true => engine.containers_to_start(&a.filter)?,
+        false => a.containers.clone(),
+    };
+    each(&names, |n| {
         engine.start_container(n).map(|_| Some(n.to_string()))
     })
 }

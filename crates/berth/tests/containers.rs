@@ -428,6 +428,83 @@ fn a_killed_monitor_takes_its_container_and_start_works_again() {
     assert!(cgroup_dirs(id).is_empty());
 }
 
+/// SIGKILLs a running container's monitor, as a reboot would, and waits
+/// for its process to die with it.
+fn kill_as_a_reboot_would(b: &Berth, name: &str) {
+    let id = b.ok(&["inspect", "-f", "{{.Id}}", name]);
+    let st: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(
+            b.root()
+                .join("containers")
+                .join(id.trim())
+                .join("state.json"),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    let pid = st["pid"].as_i64().unwrap();
+    assert!(std::process::Command::new("kill")
+        .args(["-KILL", &st["monitor_pid"].as_i64().unwrap().to_string()])
+        .status()
+        .unwrap()
+        .success());
+    wait_for("the container's process to die with its monitor", || {
+        !pid_alive(pid)
+    });
+}
+
+#[test]
+fn start_all_restarts_what_docker_restarts_at_boot() {
+    let b = Berth::new();
+    b.import_busybox("busybox");
+    for (name, policy) in [
+        ("always", "always"),
+        ("unless", "unless-stopped"),
+        ("stopped", "unless-stopped"),
+        ("never", "no"),
+        ("failing", "on-failure"),
+    ] {
+        b.ok(&[
+            "run",
+            "-d",
+            "--name",
+            name,
+            "--restart",
+            policy,
+            "busybox",
+            "sleep",
+            "300",
+        ]);
+    }
+    b.ok(&["stop", "-t", "0", "stopped"]);
+    for name in ["always", "unless", "never", "failing"] {
+        kill_as_a_reboot_would(&b, name);
+    }
+    let boot = [
+        "start",
+        "--all",
+        "--filter",
+        "restart-policy=always",
+        "--filter",
+        "restart-policy=unless-stopped",
+    ];
+    let started = b.ok(&boot);
+    assert_eq!(started, "always\nunless\n");
+    let running = |n: &str| state(&b, n)["Status"] == "running";
+    assert!(running("always") && running("unless"));
+    assert!(!running("stopped") && !running("never") && !running("failing"));
+    // Nothing left to start: a second boot run does nothing.
+    assert_eq!(b.ok(&boot), "");
+    let (code, err) = b.fail(&["start", "--all", "--filter", "status=exited"]);
+    assert_eq!(code, 1);
+    assert!(err.contains("restart-policy="), "{err}");
+    // Without filters: every container not running.
+    assert_eq!(b.ok(&["start", "--all"]), "stopped\nnever\nfailing\n");
+    b.ok(&[
+        "rm", "-f", "always", "unless", "stopped", "never", "failing",
+    ]);
+}
+
 #[test]
 fn images_in_use_are_kept() {
     let b = Berth::new();

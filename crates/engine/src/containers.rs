@@ -470,6 +470,44 @@ impl Engine {
         self.container(&c.id)
     }
 
+    /// The containers `start --all` starts: every one not running, or with
+    /// `restart-policy=` filters (several are ORed) those whose policy is
+    /// one of them, except an unless-stopped one the user stopped.
+    /// With `restart-policy=always --filter restart-policy=unless-stopped`
+    /// it is what docker's daemon restarts when it starts: what berth's
+    /// boot unit runs, as no daemon outlives a reboot.
+    pub fn containers_to_start(&mut self, filters: &[String]) -> Result<Vec<String>, EngineError> {
+        use crate::restart::Policy;
+        let mut policies = Vec::new();
+        for f in filters {
+            let bad = |reason: &str| EngineError::Filter {
+                filter: f.clone(),
+                reason: reason.into(),
+            };
+            let value = f
+                .strip_prefix("restart-policy=")
+                .ok_or_else(|| bad("start --all takes restart-policy=POLICY filters"))?;
+            policies.push(
+                Policy::parse(Some(value))
+                    .map_err(|_| bad("expected no, always, unless-stopped or on-failure"))?,
+            );
+        }
+        let same = |a: Policy, b: Policy| std::mem::discriminant(&a) == std::mem::discriminant(&b);
+        let mut names = Vec::new();
+        for c in self.containers()?.into_iter().rev() {
+            let policy = Policy::parse(c.options.restart.as_deref())?;
+            let stopped = c.dir.join(crate::monitor::STOP_MARK).exists();
+            let wanted = policies.is_empty()
+                || (policies.iter().any(|p| same(*p, policy))
+                    && !(policy == Policy::UnlessStopped && stopped));
+            if c.state.status.is_active() || !wanted {
+                continue;
+            }
+            names.push(c.name);
+        }
+        Ok(names)
+    }
+
     /// `start -a` (and `run`) of a container with a terminal: connected to
     /// it before its process runs, so that nothing it prints is missed.
     pub fn start_attached(
