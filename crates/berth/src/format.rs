@@ -101,7 +101,8 @@ impl Format {
 pub fn template(text: &str) -> Result<Template, FormatError> {
     let mut t = Template::default();
     t.add_funcs(&[
-        ("json", json as gtmpl_value::Func),
+        (GO_PRINT, go_print as gtmpl_value::Func),
+        ("json", json),
         ("upper", upper),
         ("lower", lower),
         ("title", title),
@@ -111,7 +112,7 @@ pub fn template(text: &str) -> Result<Template, FormatError> {
         ("pad", pad),
     ]);
     // docker lets "\t" in a --format stand for a tab.
-    t.parse(text.replace("\\t", "\t"))
+    t.parse(print_as_go(&text.replace("\\t", "\t")))
         .map_err(|e| FormatError::Parse(e.to_string()))?;
     Ok(t)
 }
@@ -156,6 +157,100 @@ pub fn write_inspect<T: Serialize>(items: &[T], format: Option<&str>) -> Result<
         }
     }
     Ok(())
+}
+
+/// The function every printing action ends in (see [`print_as_go`]).
+const GO_PRINT: &str = "berthGoPrint";
+
+/// Pipes what each action prints through [`GO_PRINT`]: gtmpl prints a list
+/// or a map in Rust's debug form, docker's templates as Go's fmt does
+/// (`[-c sleep 100]`, `map[a:1 b:2]`). Actions that print nothing
+/// (if, range, else, end, assignments, comments...) are left as written;
+/// quoted strings are skipped over when looking for an action's end.
+fn print_as_go(text: &str) -> String {
+    const SILENT: &[&str] = &[
+        "if", "else", "end", "range", "with", "define", "template", "block", "break", "continue",
+    ];
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(open) = rest.find("{{") {
+        out.push_str(&rest[..open]);
+        let body = &rest[open + 2..];
+        // The action's end, outside quotes; whether it assigns a variable.
+        let (mut quote, mut escaped, mut assigns, mut end) = (None, false, false, None);
+        for (i, c) in body.char_indices() {
+            match quote {
+                Some(q) => {
+                    if escaped {
+                        escaped = false;
+                    } else if c == '\\' && q != '`' {
+                        escaped = true;
+                    } else if c == q {
+                        quote = None;
+                    }
+                }
+                None if c == '"' || c == '`' || c == '\'' => quote = Some(c),
+                None if c == '=' => assigns = true,
+                None if body[i..].starts_with("}}") => {
+                    end = Some(i);
+                    break;
+                }
+                None => {}
+            }
+        }
+        let Some(end) = end else {
+            // Unclosed: the parser reports it.
+            out.push_str(&rest[open..]);
+            return out;
+        };
+        let action = &body[..end];
+        let (lead, inner) = match action.strip_prefix('-') {
+            Some(a) if a.starts_with(char::is_whitespace) => ("- ", a),
+            _ => ("", action),
+        };
+        let (inner, trail) = match inner.trim_end().strip_suffix('-') {
+            Some(a) if a.ends_with(char::is_whitespace) => (a, " -"),
+            _ => (inner, ""),
+        };
+        let inner = inner.trim();
+        let first = inner
+            .split(|c: char| c.is_whitespace() || c == '(')
+            .next()
+            .unwrap_or("");
+        if inner.is_empty() || inner.starts_with("/*") || assigns || SILENT.contains(&first) {
+            out.push_str(&rest[open..open + 2 + end + 2]);
+        } else {
+            out.push_str(&format!("{{{{{lead}{inner} | {GO_PRINT}{trail}}}}}"));
+        }
+        rest = &body[end + 2..];
+    }
+    out.push_str(rest);
+    out
+}
+
+/// A value as Go's fmt prints it.
+fn go_string(v: &Value) -> String {
+    let joined = |items: Vec<String>| items.join(" ");
+    match v {
+        Value::Array(a) => format!("[{}]", joined(a.iter().map(go_string).collect())),
+        Value::Map(m) | Value::Object(m) => {
+            let sorted: std::collections::BTreeMap<_, _> = m.iter().collect();
+            let items = sorted
+                .into_iter()
+                .map(|(k, v)| format!("{k}:{}", go_string(v)))
+                .collect();
+            format!("map[{}]", joined(items))
+        }
+        other => other.to_string(),
+    }
+}
+
+fn go_print(args: &[Value]) -> Result<Value, FuncError> {
+    match arg(args, 0, GO_PRINT)? {
+        // Kept as they are: what prints the same, and <no value>.
+        v @ (Value::Array(_) | Value::Map(_) | Value::Object(_)) => Ok(Value::String(go_string(v))),
+        other => Ok(other.clone()),
+    }
 }
 
 fn to_gtmpl(v: &serde_json::Value) -> Value {
@@ -206,7 +301,7 @@ fn arg<'a>(args: &'a [Value], i: usize, name: &str) -> Result<&'a Value, FuncErr
 fn string_arg(args: &[Value], i: usize, name: &str) -> Result<String, FuncError> {
     Ok(match arg(args, i, name)? {
         Value::String(s) => s.clone(),
-        other => other.to_string(),
+        other => go_string(other),
     })
 }
 
@@ -408,6 +503,31 @@ mod tests {
         assert_eq!(human_duration(d(3 * 86400)), "3 days");
         assert_eq!(human_duration(d(20 * 86400)), "2 weeks");
         assert_eq!(human_duration(d(800 * 86400)), "2 years");
+    }
+
+    #[test]
+    fn lists_and_maps_print_as_go_prints_them() {
+        let v = serde_json::json!({
+            "Args": ["-c", "sleep 100"],
+            "State": {"Status": "running", "Pid": 7, "Dead": false},
+            "Empty": [],
+            "Name": "box"
+        });
+        let r = |t: &str| render(&template(t).unwrap(), &v).unwrap();
+        assert_eq!(r("{{.Args}}"), "[-c sleep 100]");
+        assert_eq!(r("{{.State}}"), "map[Dead:false Pid:7 Status:running]");
+        assert_eq!(r("{{.Empty}} {{- .Name -}} !"), "[]box!");
+        // Actions that print nothing, strings holding braces, functions.
+        assert_eq!(
+            r("{{range .Args}}<{{.}}>{{end}}{{if .Name}}{{\"}}\"}}{{end}}"),
+            "<-c><sleep 100>}}"
+        );
+        assert_eq!(r("{{$a := .Args}}{{index $a 1}}"), "sleep 100");
+        assert_eq!(
+            r("{{/* a comment */}}{{len .Args}} {{json .Args}}"),
+            "2 [\"-c\",\"sleep 100\"]"
+        );
+        assert_eq!(r("{{upper .State.Status}}"), "RUNNING");
     }
 
     #[test]
