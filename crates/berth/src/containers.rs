@@ -96,6 +96,7 @@ pub fn exec(engine: &mut Engine, a: &ExecArgs) -> Result<(), CliError> {
         detach: a.detach,
         interactive: a.interactive,
         tty: a.tty,
+        console_size: a.tty.then(crate::terminal::size).flatten(),
     };
     let mut relay = |master| crate::terminal::relay(master, a.interactive);
     let terminal: Option<&mut dyn FnMut(std::fs::File)> =

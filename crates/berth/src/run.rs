@@ -53,11 +53,7 @@ fn options(a: &RunArgs) -> Result<RunOptions, CliError> {
         log_opts: a.log_opt.clone(),
         interactive: a.interactive,
         detach: a.detach,
-        console_size: a
-            .tty
-            .then(|| rustix::termios::tcgetwinsize(std::io::stdin()).ok())
-            .flatten()
-            .map(|w| [w.ws_row, w.ws_col]),
+        console_size: a.tty.then(crate::terminal::size).flatten(),
         tty: a.tty,
         command: a.command.clone(),
         entrypoint: a.entrypoint.clone(),
@@ -146,10 +142,7 @@ pub fn run(engine: &mut Engine, files: &Files, a: &RunArgs) -> Result<(), CliErr
         // The fast path: the runtime in-process, no record, no monitor.
         // (With a terminal the monitor holds it, so that the detach keys
         // can leave the container running.)
-        let mut relay = |master| crate::terminal::relay(master, opts.interactive);
-        let terminal: Option<&mut dyn FnMut(std::fs::File)> =
-            if opts.tty { Some(&mut relay) } else { None };
-        return match engine.run_removed(&opts, terminal) {
+        return match engine.run_removed(&opts) {
             Ok(code) => Err(exit_with(code)),
             Err(e) => Err(failed(e)),
         };

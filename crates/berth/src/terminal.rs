@@ -44,6 +44,12 @@ fn copy_window_size(master: &File) {
 /// Relays the user's terminal and `master` until the container's side
 /// closes. With `interactive`, what the user types goes in; otherwise
 /// only the output comes out.
+/// The size of berth's terminal (rows, columns), when its stdin is one:
+/// what a container's pty is given before its process runs.
+pub fn size() -> Option<[u16; 2]> {
+    tcgetwinsize(io::stdin()).ok().map(|w| [w.ws_row, w.ws_col])
+}
+
 pub fn relay(master: File, interactive: bool) {
     let raw = if interactive { RawMode::enter() } else { None };
     copy_window_size(&master);

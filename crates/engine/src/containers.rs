@@ -93,6 +93,20 @@ pub(crate) struct MonitorReport {
     pub exec_status: Option<i32>,
 }
 
+impl MonitorReport {
+    /// The report as the outcome of starting container `name`.
+    fn check(self, name: &str) -> Result<(), EngineError> {
+        match self.error {
+            None => Ok(()),
+            Some(error) => Err(EngineError::StartFailed {
+                name: name.to_string(),
+                error,
+                exec_status: self.exec_status,
+            }),
+        }
+    }
+}
+
 /// A container made on disk, not yet recorded: removed on drop unless kept.
 /// Its image cannot be removed meanwhile.
 struct Pending {
@@ -277,23 +291,9 @@ impl Engine {
         monitor.say("made")?;
         self.record(&mut pending.row, opts.name.is_none())?;
         pending.scratch.keep();
-        let created = monitor.report()?;
-        if let Some(error) = created.error {
-            return Err(EngineError::StartFailed {
-                name: pending.row.name,
-                error,
-                exec_status: created.exec_status,
-            });
-        }
+        monitor.report()?.check(&pending.row.name)?;
         monitor.say("go")?;
-        let started = monitor.report()?;
-        if let Some(error) = started.error {
-            return Err(EngineError::StartFailed {
-                name: pending.row.name,
-                error,
-                exec_status: started.exec_status,
-            });
-        }
+        monitor.report()?.check(&pending.row.name)?;
         Ok(id)
     }
 
@@ -459,14 +459,7 @@ impl Engine {
             return Ok(c);
         }
         self.ready_to_start(&c)?;
-        let report = self.spawn_monitor(&c.id, None)?.report()?;
-        if let Some(error) = report.error {
-            return Err(EngineError::StartFailed {
-                name: c.name,
-                error,
-                exec_status: report.exec_status,
-            });
-        }
+        self.spawn_monitor(&c.id, None)?.report()?.check(&c.name)?;
         self.container(&c.id)
     }
 
@@ -527,21 +520,10 @@ impl Engine {
         }
         self.ready_to_start(&c)?;
         let mut monitor = self.spawn_monitor(&c.id, Some("attach"))?;
-        let failed = |c: &Container, report: MonitorReport| EngineError::StartFailed {
-            name: c.name.clone(),
-            error: report.error.unwrap_or_default(),
-            exec_status: report.exec_status,
-        };
-        let created = monitor.report()?;
-        if created.error.is_some() {
-            return Err(failed(&c, created));
-        }
+        monitor.report()?.check(&c.name)?;
         let sock = connect(&c)?;
         monitor.say("go")?;
-        let started = monitor.report()?;
-        if started.error.is_some() {
-            return Err(failed(&c, started));
-        }
+        monitor.report()?.check(&c.name)?;
         Ok((self.container(&c.id)?, sock))
     }
 
@@ -561,10 +543,9 @@ impl Engine {
         Ok(())
     }
 
-    /// Starts the monitor of container `id`. With `handshake` it creates
-    /// the container's process, reports, and starts it only on `go`.
     /// Starts a monitor for container `id`; `handshake` is its mode
-    /// (`handshake` or `attach`: it waits for `go`), if any.
+    /// (`handshake` or `attach`: it creates the container's process,
+    /// reports, and starts it only on `go`), if any.
     fn spawn_monitor(
         &self,
         id: &str,
@@ -967,6 +948,9 @@ pub struct ExecOptions {
     pub interactive: bool,
     /// `-t`: the process gets a terminal, handed to the caller's relay.
     pub tty: bool,
+    /// With `-t`, the caller's terminal size (rows, columns): the pty has
+    /// it before the process runs.
+    pub console_size: Option<[u16; 2]>,
 }
 
 impl Engine {
@@ -1002,11 +986,10 @@ impl Engine {
             _ => None,
         };
         process.terminal = console.is_some();
-        // The pty gets berth's size before the process runs.
-        process.console_size = console
-            .as_ref()
-            .and_then(|_| rustix::termios::tcgetwinsize(std::io::stdin()).ok())
-            .map(|w| (w.ws_row, w.ws_col));
+        process.console_size = opts
+            .console_size
+            .filter(|_| process.terminal)
+            .map(|[rows, cols]| (rows, cols));
         let exec = berth_runtime::exec::ExecOptions {
             process,
             detach: opts.detach,

@@ -250,18 +250,17 @@ impl Monitor {
             state.pid = 0;
             state.finished_at = crate::register::now();
             let stopped = self.dir.join(STOP_MARK).exists();
-            if !policy.restarts(code, state.restart_count, stopped) {
-                state.save(&self.dir)?;
-                // Recorded: attached clients may read the exit code now.
-                if let Some(l) = lingering {
-                    l.release();
-                }
-                return Ok(());
+            let restarts = policy.restarts(code, state.restart_count, stopped);
+            if restarts {
+                state.status = Status::Restarting;
             }
-            state.status = Status::Restarting;
             state.save(&self.dir)?;
+            // Recorded: attached clients may read the exit code now.
             if let Some(l) = lingering {
                 l.release();
+            }
+            if !restarts {
+                return Ok(());
             }
             std::thread::sleep(delay);
             delay = (delay * 2).min(Duration::from_secs(60));

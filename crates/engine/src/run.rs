@@ -309,14 +309,10 @@ impl Engine {
         Ok(scratch)
     }
 
-    /// Runs a container in the foreground and removes it; returns the
-    /// exit code of its process. With `opts.tty`, `terminal` is handed the
-    /// pty master once the process runs, and relays it until it ends.
-    pub fn run_removed(
-        &mut self,
-        opts: &RunOptions,
-        terminal: Option<&mut dyn FnMut(fs::File)>,
-    ) -> Result<i32, EngineError> {
+    /// Runs a container without a terminal in the foreground (`run --rm`;
+    /// with `-t` the monitor holds the terminal) and removes it; returns
+    /// the exit code of its process.
+    pub fn run_removed(&mut self, opts: &RunOptions) -> Result<i32, EngineError> {
         let image_use = crate::lock::ImageUse::shared(&self.root)?;
         let image = self.resolve(&opts.image)?.id;
         let id = random_id()?;
@@ -324,19 +320,12 @@ impl Engine {
         // Mounted: `rmi` sees the container in the mount table from now on.
         drop(image_use);
         let state = self.root.join("runtime");
-        // The runtime sends the pty master over a unix socket, whose path
-        // must fit in 108 bytes (the store's may not): a short temp dir.
-        let console = match (opts.tty, &terminal) {
-            (true, Some(_)) => Some(ConsoleSocket::new()?),
-            _ => None,
-        };
         // The container dies with berth: nothing runs unwatched, and no
         // process of the container outlives every process executing
         // berth's binary (which the kernel keeps unwritable while one
         // runs: a container that re-executes /proc/self/exe can never
         // write to it, the attack sealed runtimes guard against).
         let create_opts = CreateOptions {
-            console_socket: console.as_ref().map(|c| c.path.clone()),
             seccomp_cache: Some(crate::seccomp::cache_dir(&self.root)),
             die_with_parent: true,
             ..CreateOptions::default()
@@ -349,27 +338,9 @@ impl Engine {
                 berth_runtime::create::create(&state, &id, &scratch.dir, &create_opts)
             })
         }?;
-        let master = match &console {
-            Some(c) => match c.receive() {
-                Ok(m) => Some(m),
-                Err(e) => {
-                    let _ = lifecycle::delete(&state, &id, true);
-                    return Err(e);
-                }
-            },
-            None => None,
-        };
-        // The pty has the size of berth's terminal before the process
-        // runs a single instruction (its first `stty size` must see it).
-        if let (Some(m), Ok(size)) = (&master, rustix::termios::tcgetwinsize(std::io::stdin())) {
-            let _ = rustix::termios::tcsetwinsize(m, size);
-        }
         if let Err(e) = lifecycle::start(&state, &id) {
             let _ = lifecycle::delete(&state, &id, true);
             return Err(e.into());
-        }
-        if let (Some(master), Some(relay)) = (master, terminal) {
-            relay(master);
         }
         let code = lifecycle::wait_exit(created.saved.pid)?;
         lifecycle::delete(&state, &id, true)?;

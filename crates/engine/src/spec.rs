@@ -634,7 +634,7 @@ pub fn container_spec(input: &SpecInput<'_>) -> Result<Value, EngineError> {
     if let Some(profile) = seccomp {
         spec["linux"]["seccomp"] = profile;
     }
-    if let (true, Some([rows, cols])) = (opts.tty, opts.console_size) {
+    if let Some([rows, cols]) = opts.console_size {
         // The pty is made this size before the process runs (docker's
         // ConsoleSize: the size of berth's terminal).
         spec["process"]["consoleSize"] = json!({"height": rows, "width": cols});

@@ -200,7 +200,7 @@ pub fn spawn(root: &Path, id: &str, opts: &ExecOptions) -> Result<Spawned, Runti
 /// (a PID namespace applies to children only), wait for it.
 fn joiner(
     join: &[(NsKind, OwnedFd)],
-    cgroup: &crate::cgroups::Entry,
+    entry: &crate::cgroups::Entry,
     p: &Process,
     seccomp: Option<&crate::seccomp::Filter>,
     console: Option<&OwnedFd>,
@@ -208,7 +208,7 @@ fn joiner(
     detach: bool,
 ) -> Result<i32, (ChildError, Channel)> {
     let _ = rustix::thread::set_name(c"berth:exec");
-    if let Err(e) = cgroup.join_v1() {
+    if let Err(e) = entry.join_v1() {
         return Err((ChildError::new("cgroup", e), ch));
     }
     for (kind, fd) in join {

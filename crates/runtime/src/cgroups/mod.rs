@@ -184,17 +184,28 @@ impl Cgroup {
 
     /// Every directory of this cgroup, one per hierarchy.
     pub fn dirs(&self) -> Vec<PathBuf> {
+        self.v1_dirs().chain(self.cgroup2_dir()).collect()
+    }
+
+    /// Its directories in the v1 hierarchies, one per controller.
+    fn v1_dirs(&self) -> impl Iterator<Item = PathBuf> + '_ {
+        let root = match &self.layout {
+            Layout::V1 { root } | Layout::Hybrid { root } => Some(root),
+            Layout::V2 { .. } => None,
+        };
+        root.into_iter().flat_map(move |root| {
+            v1::CONTROLLERS
+                .iter()
+                .map(move |c| root.join(c).join(&self.path))
+        })
+    }
+
+    /// Its directory in the cgroup2 hierarchy, if the machine has one.
+    fn cgroup2_dir(&self) -> Option<PathBuf> {
         match &self.layout {
-            Layout::V2 { root } => vec![root.join(&self.path)],
-            Layout::V1 { root } => v1::CONTROLLERS
-                .iter()
-                .map(|c| root.join(c).join(&self.path))
-                .collect(),
-            Layout::Hybrid { root } => v1::CONTROLLERS
-                .iter()
-                .map(|c| root.join(c).join(&self.path))
-                .chain(std::iter::once(root.join("unified").join(&self.path)))
-                .collect(),
+            Layout::V2 { root } => Some(root.join(&self.path)),
+            Layout::Hybrid { root } => Some(root.join("unified").join(&self.path)),
+            Layout::V1 { .. } => None,
         }
     }
 
@@ -232,47 +243,33 @@ impl Cgroup {
     /// Opens what a new process needs to start inside the cgroup (see
     /// [`Entry`]).
     pub fn entry(&self) -> Result<Entry, CgroupError> {
-        let open_dir = |dir: PathBuf| {
-            rustix::fs::open(
-                &dir,
-                OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
-                Mode::empty(),
-            )
-            .map_err(|e| CgroupError::Io {
-                path: dir,
-                source: e.into(),
+        let cgroup2 = self
+            .cgroup2_dir()
+            .map(|dir| {
+                rustix::fs::open(
+                    &dir,
+                    OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+                    Mode::empty(),
+                )
+                .map_err(|e| CgroupError::Io {
+                    path: dir,
+                    source: e.into(),
+                })
             })
-        };
-        let open_tasks = |dir: PathBuf| {
-            let path = dir.join("tasks");
-            fs::OpenOptions::new()
-                .write(true)
-                .open(&path)
-                .map(|file| (path.clone(), file))
-                .map_err(|source| CgroupError::Io { path, source })
-        };
-        let v1 = |root: &Path| -> Result<Vec<(PathBuf, fs::File)>, CgroupError> {
-            v1::CONTROLLERS
-                .iter()
-                .map(|c| root.join(c).join(&self.path))
-                .filter(|d| d.is_dir())
-                .map(open_tasks)
-                .collect()
-        };
-        Ok(match &self.layout {
-            Layout::V2 { root } => Entry {
-                cgroup2: Some(open_dir(root.join(&self.path))?),
-                v1_tasks: Vec::new(),
-            },
-            Layout::V1 { root } => Entry {
-                cgroup2: None,
-                v1_tasks: v1(root)?,
-            },
-            Layout::Hybrid { root } => Entry {
-                cgroup2: Some(open_dir(root.join("unified").join(&self.path))?),
-                v1_tasks: v1(root)?,
-            },
-        })
+            .transpose()?;
+        let v1_tasks = self
+            .v1_dirs()
+            .filter(|d| d.is_dir())
+            .map(|dir| {
+                let path = dir.join("tasks");
+                fs::OpenOptions::new()
+                    .write(true)
+                    .open(&path)
+                    .map(|file| (path.clone(), file))
+                    .map_err(|source| CgroupError::Io { path, source })
+            })
+            .collect::<Result<_, _>>()?;
+        Ok(Entry { cgroup2, v1_tasks })
     }
 
     /// Freezes (pause) or thaws (resume) every process in it.
